@@ -1,0 +1,125 @@
+/**
+ * Header names: canonical keys, compact forms (RFC 3261 s7.3.3, s20) and which headers may carry
+ * several comma-separated values (RFC 3261 s7.3.1).
+ */
+
+/** Compact form -> canonical lowercase long name. */
+const COMPACT: Record<string, string> = {
+  i: 'call-id',
+  m: 'contact',
+  e: 'content-encoding',
+  l: 'content-length',
+  c: 'content-type',
+  f: 'from',
+  s: 'subject',
+  k: 'supported',
+  t: 'to',
+  v: 'via',
+  o: 'event',
+  u: 'allow-events',
+  r: 'refer-to',
+  b: 'referred-by',
+  a: 'accept-contact',
+  j: 'reject-contact',
+  d: 'request-disposition',
+  x: 'session-expires',
+  y: 'identity',
+  n: 'identity-info',
+};
+
+/** Canonical spelling used when sipledger writes a header it created itself. */
+const CANONICAL_NAME: Record<string, string> = {
+  'call-id': 'Call-ID',
+  cseq: 'CSeq',
+  'www-authenticate': 'WWW-Authenticate',
+  'mime-version': 'MIME-Version',
+  'rack': 'RAck',
+  'rseq': 'RSeq',
+};
+
+/**
+ * Headers whose grammar is a comma-separated list (RFC 3261 s7.3.1: "it MUST be possible to combine
+ * the multiple header field rows into one ... comma-separated list"). Authorization-style headers are
+ * not: their values contain commas inside one credential.
+ */
+const MULTI_VALUE = new Set([
+  'via',
+  'contact',
+  'route',
+  'record-route',
+  'allow',
+  'supported',
+  'require',
+  'proxy-require',
+  'unsupported',
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'allow-events',
+  'content-encoding',
+  'content-language',
+  'in-reply-to',
+  'path',
+  'service-route',
+  'alert-info',
+  'call-info',
+  'error-info',
+  'warning',
+  'reply-to',
+  'privacy',
+]);
+
+const keyCache = new Map<string, string>();
+
+/** Lowercase long-form key for a header name as written on the wire. */
+export function headerKey(name: string): string {
+  const cached = keyCache.get(name);
+  if (cached !== undefined) return cached;
+  const lower = name.toLowerCase();
+  const key = lower.length === 1 ? (COMPACT[lower] ?? lower) : lower;
+  if (keyCache.size < 1024) keyCache.set(name, key);
+  return key;
+}
+
+/** The spelling sipledger uses for a header it writes itself. */
+export function canonicalName(key: string): string {
+  const special = CANONICAL_NAME[key];
+  if (special) return special;
+  return key.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+export function isMultiValue(key: string): boolean {
+  return MULTI_VALUE.has(key);
+}
+
+/**
+ * Splits a header value on commas that are outside quoted strings and angle brackets.
+ * Returns trimmed, non-empty parts.
+ */
+export function splitCommaList(value: string): string[] {
+  if (value.indexOf(',') === -1) {
+    const t = value.trim();
+    return t ? [t] : [];
+  }
+  const out: string[] = [];
+  let depthAngle = 0;
+  let inQuote = false;
+  let start = 0;
+  for (let i = 0; i < value.length; i++) {
+    const ch = value.charCodeAt(i);
+    if (inQuote) {
+      if (ch === 0x5c /* \ */) i++;
+      else if (ch === 0x22 /* " */) inQuote = false;
+    } else if (ch === 0x22) inQuote = true;
+    else if (ch === 0x3c /* < */) depthAngle++;
+    else if (ch === 0x3e /* > */) depthAngle = Math.max(0, depthAngle - 1);
+    else if (ch === 0x2c /* , */ && depthAngle === 0) {
+      const part = value.slice(start, i).trim();
+      if (part) out.push(part);
+      start = i + 1;
+    }
+  }
+  const last = value.slice(start).trim();
+  if (last) out.push(last);
+  return out;
+}

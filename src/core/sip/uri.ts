@@ -1,0 +1,145 @@
+import { type Params, parseParams, formatParams } from './params.js';
+
+/**
+ * A SIP or SIPS URI (RFC 3261 s19.1). Other schemes (tel:, mailto:, urn:) are kept opaque:
+ * `host` is empty and only `raw` is meaningful.
+ */
+export interface SipUri {
+  readonly scheme: string; // lowercase: 'sip', 'sips', 'tel', ...
+  readonly user: string | undefined; // still %-escaped, as written
+  readonly password: string | undefined;
+  readonly host: string; // lowercase; IPv6 references keep their brackets
+  readonly port: number | undefined;
+  readonly params: Params;
+  readonly headers: string | undefined; // the part after '?', as written
+  readonly raw: string;
+}
+
+export class UriError extends Error {
+  readonly code = 'SIP_URI_INVALID';
+}
+
+/** Parses a URI; throws UriError on a malformed SIP/SIPS URI. */
+export function parseUri(text: string): SipUri {
+  const raw = text.trim();
+  const colon = raw.indexOf(':');
+  if (colon <= 0) throw new UriError(`URI without a scheme: ${truncate(raw)}`);
+  const scheme = raw.slice(0, colon).toLowerCase();
+  if (!/^[a-z][a-z0-9+.-]*$/.test(scheme)) throw new UriError(`invalid URI scheme: ${truncate(raw)}`);
+  if (scheme !== 'sip' && scheme !== 'sips') {
+    return { scheme, user: undefined, password: undefined, host: '', port: undefined, params: new Map(), headers: undefined, raw };
+  }
+  let rest = raw.slice(colon + 1);
+  let headers: string | undefined;
+  const qmark = rest.indexOf('?');
+  if (qmark !== -1) {
+    headers = rest.slice(qmark + 1);
+    rest = rest.slice(0, qmark);
+  }
+  let user: string | undefined;
+  let password: string | undefined;
+  const at = rest.lastIndexOf('@');
+  if (at !== -1) {
+    const userinfo = rest.slice(0, at);
+    rest = rest.slice(at + 1);
+    const pc = userinfo.indexOf(':');
+    if (pc !== -1) {
+      user = userinfo.slice(0, pc);
+      password = userinfo.slice(pc + 1);
+    } else user = userinfo;
+    if (user === '') throw new UriError(`empty user part: ${truncate(raw)}`);
+  }
+  const semi = rest.indexOf(';');
+  const hostport = semi === -1 ? rest : rest.slice(0, semi);
+  let params: Params = new Map();
+  if (semi !== -1) {
+    const parsed = parseParams(rest, semi + 1);
+    if (!parsed) throw new UriError(`unterminated quoted parameter: ${truncate(raw)}`);
+    params = parsed;
+  }
+  const { host, port } = parseHostPort(hostport, raw);
+  return { scheme, user, password, host, port, params, headers, raw };
+}
+
+const HOSTNAME = /^[a-z0-9]([a-z0-9_.-]*[a-z0-9_])?\.?$|^[a-z0-9]$/;
+
+export function parseHostPort(hostport: string, context = hostport): { host: string; port: number | undefined } {
+  let host: string;
+  let portText: string | undefined;
+  if (hostport.startsWith('[')) {
+    const close = hostport.indexOf(']');
+    if (close === -1) throw new UriError(`unterminated IPv6 reference: ${truncate(context)}`);
+    host = hostport.slice(0, close + 1).toLowerCase();
+    const after = hostport.slice(close + 1);
+    if (after) {
+      if (!after.startsWith(':')) throw new UriError(`garbage after IPv6 reference: ${truncate(context)}`);
+      portText = after.slice(1);
+    }
+    if (!/^\[[0-9a-f:.]+\]$/.test(host)) throw new UriError(`invalid IPv6 reference: ${truncate(context)}`);
+  } else {
+    const pc = hostport.indexOf(':');
+    if (pc !== -1) {
+      host = hostport.slice(0, pc).toLowerCase();
+      portText = hostport.slice(pc + 1);
+    } else host = hostport.toLowerCase();
+    if (!host || !HOSTNAME.test(host)) throw new UriError(`invalid host: ${truncate(context)}`);
+  }
+  let port: number | undefined;
+  if (portText !== undefined) {
+    if (!/^\d{1,5}$/.test(portText)) throw new UriError(`invalid port: ${truncate(context)}`);
+    port = Number(portText);
+    if (port > 65535) throw new UriError(`port out of range: ${truncate(context)}`);
+  }
+  return { host, port };
+}
+
+/** Serialises a URI; an unchanged URI is returned exactly as written. */
+export function formatUri(uri: SipUri): string {
+  return uri.raw;
+}
+
+/** Builds a new URI from parts (the result's `raw` is the canonical rendering). */
+export function buildUri(parts: Omit<SipUri, 'raw'>): SipUri {
+  let s = `${parts.scheme}:`;
+  if (parts.user !== undefined) {
+    s += parts.user;
+    if (parts.password !== undefined) s += `:${parts.password}`;
+    s += '@';
+  }
+  s += parts.host;
+  if (parts.port !== undefined) s += `:${parts.port}`;
+  s += formatParams(parts.params);
+  if (parts.headers !== undefined) s += `?${parts.headers}`;
+  return { ...parts, raw: s };
+}
+
+export function withParam(uri: SipUri, name: string, value: string | null): SipUri {
+  const params = new Map(uri.params);
+  params.set(name.toLowerCase(), value);
+  return buildUri({ ...uri, params });
+}
+
+/** Decodes %-escapes of a URI user part (RFC 3261 s19.1.4 compares unescaped). */
+export function unescapeUser(user: string): string {
+  if (user.indexOf('%') === -1) return user;
+  try {
+    return decodeURIComponent(user);
+  } catch {
+    return user;
+  }
+}
+
+/** The address-of-record key sipledger uses: `sip:user@domain`, domain lowercase, no port or params. */
+export function aorOf(uri: SipUri): string {
+  const scheme = uri.scheme === 'sips' ? 'sip' : uri.scheme;
+  return uri.user !== undefined ? `${scheme}:${unescapeUser(uri.user)}@${uri.host}` : `${scheme}:${uri.host}`;
+}
+
+/** The default port for a URI's transport (RFC 3261 s19.1.2). */
+export function defaultPort(uri: SipUri): number {
+  return uri.scheme === 'sips' || (uri.params.get('transport') ?? '').toLowerCase() === 'tls' ? 5061 : 5060;
+}
+
+function truncate(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
