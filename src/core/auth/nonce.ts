@@ -1,0 +1,97 @@
+/**
+ * Stateless, signed nonces.
+ *
+ * A nonce is `base64url(version | issuedAt | random | mac)`:
+ *   - version: 1 byte (1)
+ *   - issuedAt: 8 bytes, milliseconds since the epoch, big-endian
+ *   - random: 12 bytes from the CSPRNG (crypto.randomBytes), never Math.random()
+ *   - mac: the first 16 bytes of HMAC-SHA256(secret, version | issuedAt | random | realm)
+ *
+ * RFC 7616 s3.3 suggests exactly this shape ("time-stamp H(time-stamp ":" ETag ":" secret-data)"):
+ * the server needs no state to tell its own nonces from forged ones, and every instance of a cluster
+ * configured with the same secret accepts the others' nonces. Binding the realm stops a nonce issued
+ * for one served domain from being answered in another. Freshness (replay) is tracked separately by
+ * {@link NonceCountTracker}.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AuthConfigError } from './errors.js';
+
+const VERSION = 1;
+const RANDOM_BYTES = 12;
+const MAC_BYTES = 16;
+const PAYLOAD_BYTES = 1 + 8 + RANDOM_BYTES;
+const NONCE_BYTES = PAYLOAD_BYTES + MAC_BYTES;
+/** base64url of 37 bytes, without padding. */
+const NONCE_LENGTH = Math.ceil((NONCE_BYTES * 8) / 6);
+const NONCE_SHAPE = /^[A-Za-z0-9_-]+$/;
+
+/** Shortest secret accepted: 128 bits, the strength of the truncated MAC. */
+export const MIN_SECRET_BYTES = 16;
+
+export type NonceVerdict =
+  | { readonly status: 'valid'; readonly issuedAt: number }
+  /** Signed by us (or a peer sharing the secret) but older than the lifetime: answer stale=true. */
+  | { readonly status: 'expired'; readonly issuedAt: number }
+  /** Not ours: bad encoding, bad MAC, another realm, or a time stamp from the future. Never stale. */
+  | { readonly status: 'forged'; readonly reason: string };
+
+export interface NonceCodecOptions {
+  readonly secret: string | Buffer;
+  /** How long a nonce may be answered, in milliseconds. Default 30 000. */
+  readonly lifetimeMs?: number;
+  /** Allowance for clocks of cluster peers that disagree slightly, in milliseconds. Default 1 000. */
+  readonly clockDriftMs?: number;
+  readonly clock?: () => number;
+}
+
+export class NonceCodec {
+  readonly lifetimeMs: number;
+  readonly clockDriftMs: number;
+  readonly #key: Buffer;
+  readonly #clock: () => number;
+
+  constructor(options: NonceCodecOptions) {
+    const key = typeof options.secret === 'string' ? Buffer.from(options.secret, 'utf8') : Buffer.from(options.secret);
+    if (key.length < MIN_SECRET_BYTES) {
+      throw new AuthConfigError('secret', `must be at least ${MIN_SECRET_BYTES} bytes (got ${key.length})`);
+    }
+    this.lifetimeMs = options.lifetimeMs ?? 30_000;
+    this.clockDriftMs = options.clockDriftMs ?? 1_000;
+    if (!Number.isFinite(this.lifetimeMs) || this.lifetimeMs <= 0) {
+      throw new AuthConfigError('nonceLifetimeMs', 'must be a positive number of milliseconds');
+    }
+    if (!Number.isFinite(this.clockDriftMs) || this.clockDriftMs < 0) {
+      throw new AuthConfigError('clockDriftMs', 'must be zero or a positive number of milliseconds');
+    }
+    this.#key = key;
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  /** A fresh nonce for `realm`, stamped with the current time. */
+  issue(realm: string): string {
+    const payload = Buffer.alloc(PAYLOAD_BYTES);
+    payload.writeUInt8(VERSION, 0);
+    payload.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.#clock()))), 1);
+    randomBytes(RANDOM_BYTES).copy(payload, 9);
+    return Buffer.concat([payload, this.#mac(payload, realm)]).toString('base64url');
+  }
+
+  /** Checks a nonce presented for `realm`. Pure apart from reading the clock. */
+  verify(nonce: string, realm: string): NonceVerdict {
+    if (nonce.length !== NONCE_LENGTH || !NONCE_SHAPE.test(nonce)) return { status: 'forged', reason: 'not a sipledger nonce' };
+    const raw = Buffer.from(nonce, 'base64url');
+    if (raw.length !== NONCE_BYTES || raw.readUInt8(0) !== VERSION) return { status: 'forged', reason: 'not a sipledger nonce' };
+    const payload = raw.subarray(0, PAYLOAD_BYTES);
+    const expected = this.#mac(payload, realm);
+    if (!timingSafeEqual(expected, raw.subarray(PAYLOAD_BYTES))) return { status: 'forged', reason: 'bad signature' };
+    const issuedAt = Number(raw.readBigUInt64BE(1));
+    const now = this.#clock();
+    if (issuedAt > now + this.clockDriftMs) return { status: 'forged', reason: 'issued in the future' };
+    if (now - issuedAt > this.lifetimeMs + this.clockDriftMs) return { status: 'expired', issuedAt };
+    return { status: 'valid', issuedAt };
+  }
+
+  #mac(payload: Buffer, realm: string): Buffer {
+    return createHmac('sha256', this.#key).update(payload).update(realm.toLowerCase(), 'utf8').digest().subarray(0, MAC_BYTES);
+  }
+}
