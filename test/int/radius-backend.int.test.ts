@@ -1,43 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackendUnavailableError, type DigestVerifyRequest } from '../../src/core/auth/backend.js';
+import { BackendUnavailableError } from '../../src/core/auth/backend.js';
 import { createRadiusBackend, type RadiusBackend } from '../../src/backends/auth/radius/backend.js';
-import { digestResponse, md5, type DigestInput } from '../support/digest.js';
+import { md5, registerDigest } from '../support/digest.js';
 import { startFreeRadius, type FreeRadius } from '../support/freeradius.js';
 
 const logger = pino({ level: 'silent' });
 const budget = (): { signal: AbortSignal } => ({ signal: AbortSignal.timeout(10_000) });
-
-/** A REGISTER digest as a phone would send it, with a fresh hex nonce and cnonce. */
-function registerDigest(user: string, secret: { password?: string; ha1?: string }, extra: Partial<DigestInput> = {}): DigestVerifyRequest {
-  const input: DigestInput = {
-    username: user,
-    realm: 'example.com',
-    method: 'REGISTER',
-    uri: 'sip:example.com',
-    nonce: randomBytes(16).toString('hex'),
-    qop: 'auth',
-    nc: '00000001',
-    cnonce: randomBytes(8).toString('hex'),
-    algorithm: 'MD5',
-    ...secret,
-    ...extra,
-  };
-  const request: DigestVerifyRequest = {
-    username: input.username,
-    realm: input.realm,
-    nonce: input.nonce,
-    uri: input.uri,
-    method: input.method,
-    response: digestResponse(input),
-    algorithm: input.algorithm ?? 'MD5',
-    sipUriUser: user,
-    ...(input.qop !== undefined ? { qop: input.qop, nc: input.nc!, cnonce: input.cnonce! } : {}),
-    ...(input.qop === 'auth-int' ? { bodyDigest: md5(input.body ?? '') } : {}),
-  };
-  return request;
-}
 
 describe('RADIUS digest verifier against FreeRADIUS 3.2 rlm_digest', () => {
   let server: FreeRadius;
