@@ -77,6 +77,9 @@ export interface MysqlBackend extends CredentialStore, IdentityTable {
 
 /** Cache entries kept at most; the oldest go first. Bounds memory whatever the caller sends. */
 const CACHE_MAX_ENTRIES = 10_000;
+const ER_CANT_AGGREGATE_2COLLATIONS = 1267;
+const beyondLatin1 = (v: string): boolean => [...v].some((ch) => (ch.codePointAt(0) ?? 0) > 0xff);
+const errnoOf = (err: unknown): unknown => (typeof err === 'object' && err !== null ? (err as { errno?: unknown }).errno : undefined);
 const ATTRIBUTE_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
 
 interface CacheEntry {
@@ -172,6 +175,11 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
     try {
       return await exec.execute(sql, values, timeoutMs, options.signal);
     } catch (err) {
+      // Kamailio databases are Latin-1 by default (kamdbctl). MySQL refuses to compare a Latin-1 column
+      // with a value it cannot convert (ER_CANT_AGGREGATE_2COLLATIONS) instead of answering "no row".
+      // A name with characters the column cannot hold cannot be in the table: that is "no rows".
+      // The same error for a Latin-1-only value is a configuration problem and stays one.
+      if (errnoOf(err) === ER_CANT_AGGREGATE_2COLLATIONS && values.some(beyondLatin1)) return [];
       const detail = describeMysqlError(err);
       // Never the bound values: they are user-supplied, and the statement carries no secret anyway.
       logger.warn({ what, err: detail, timeout: err instanceof StatementDeadlineError }, 'mysql auth backend unavailable');
