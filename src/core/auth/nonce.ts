@@ -4,7 +4,7 @@
  * A nonce is `base64url(version | issuedAt | random | mac)`:
  *   - version: 1 byte (1)
  *   - issuedAt: 8 bytes, milliseconds since the epoch, big-endian
- *   - random: 12 bytes from the CSPRNG (crypto.randomBytes), never Math.random()
+ *   - random: 14 bytes from the CSPRNG (crypto.randomBytes), never Math.random()
  *   - mac: the first 16 bytes of HMAC-SHA256(secret, version | issuedAt | random | realm)
  *
  * RFC 7616 s3.3 suggests exactly this shape ("time-stamp H(time-stamp ":" ETag ":" secret-data)"):
@@ -17,12 +17,14 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AuthConfigError } from './errors.js';
 
 const VERSION = 1;
-const RANDOM_BYTES = 12;
+// 1 + 8 + 14 + 16 = 39 bytes, a multiple of 3: the base64url form has no padding bits, so exactly
+// one string encodes each nonce (replay tracking is keyed by the string).
+const RANDOM_BYTES = 14;
 const MAC_BYTES = 16;
 const PAYLOAD_BYTES = 1 + 8 + RANDOM_BYTES;
 const NONCE_BYTES = PAYLOAD_BYTES + MAC_BYTES;
-/** base64url of 37 bytes, without padding. */
-const NONCE_LENGTH = Math.ceil((NONCE_BYTES * 8) / 6);
+/** base64url of 39 bytes, without padding. */
+const NONCE_LENGTH = (NONCE_BYTES / 3) * 4;
 const NONCE_SHAPE = /^[A-Za-z0-9_-]+$/;
 
 /** Shortest secret accepted: 128 bits, the strength of the truncated MAC. */
@@ -80,7 +82,11 @@ export class NonceCodec {
   verify(nonce: string, realm: string): NonceVerdict {
     if (nonce.length !== NONCE_LENGTH || !NONCE_SHAPE.test(nonce)) return { status: 'forged', reason: 'not a sipledger nonce' };
     const raw = Buffer.from(nonce, 'base64url');
-    if (raw.length !== NONCE_BYTES || raw.readUInt8(0) !== VERSION) return { status: 'forged', reason: 'not a sipledger nonce' };
+    // Only the canonical encoding is ours: a second spelling of the same bytes would be a second
+    // key for nonce-count tracking.
+    if (raw.length !== NONCE_BYTES || raw.readUInt8(0) !== VERSION || raw.toString('base64url') !== nonce) {
+      return { status: 'forged', reason: 'not a sipledger nonce' };
+    }
     const payload = raw.subarray(0, PAYLOAD_BYTES);
     const expected = this.#mac(payload, realm);
     if (!timingSafeEqual(expected, raw.subarray(PAYLOAD_BYTES))) return { status: 'forged', reason: 'bad signature' };
