@@ -1,0 +1,299 @@
+import type { Logger } from 'pino';
+import { type AnyMessage, type SipRequest, type SipResponse, createResponse } from '../sip/index.js';
+import type { Destination } from '../transport/index.js';
+import {
+  type ClientDelegate,
+  type ClientTransaction,
+  type ClientTransactionBase,
+  InviteClientTransaction,
+  NonInviteClientTransaction,
+} from './client-transaction.js';
+import type { TransactionContext, TransactionStats, TransactionTransport } from './context.js';
+import { ackKey, clientKey, clientKeyOf, hasMagicCookie, inviteKeyFor, serverKey, tag } from './keys.js';
+import {
+  InviteServerTransaction,
+  NonInviteServerTransaction,
+  type ServerTransaction,
+  type ServerTransactionBase,
+} from './server-transaction.js';
+import { DEFAULT_TIMERS, type TimerConfig, type Timers, realTimers } from './timers.js';
+
+export interface TransactionLayerOptions {
+  readonly transport: TransactionTransport;
+  readonly logger: Logger;
+  readonly timers?: Timers;
+  readonly config?: Partial<TimerConfig>;
+  /**
+   * A new request for the application. `tx` is undefined only for an ACK that matches no server
+   * transaction (the ACK for a 2xx, which a proxy forwards end to end) or that arrives for a 2xx
+   * in the RFC 6026 Accepted state.
+   */
+  readonly onRequest: (req: SipRequest, tx: ServerTransaction | undefined) => void;
+  /**
+   * A response that matches no client transaction (RFC 3261 s17.1.3); e.g. 2xx retransmissions for
+   * an INVITE after its client transaction ended, which a proxy forwards statelessly (s16.7).
+   */
+  readonly onStrayResponse?: (res: SipResponse) => void;
+  /** Most server transactions alive at once; beyond it new requests get 503 (default 20000). */
+  readonly maxServerTransactions?: number;
+  /** Most client transactions alive at once; beyond it sendRequest fails (default 40000). */
+  readonly maxClientTransactions?: number;
+  /** Delay before an INVITE server transaction sends 100 Trying itself (default 200 ms; 0 = at once). */
+  readonly tryingDelayMs?: number;
+  /**
+   * Longest wait for a final response to an INVITE, restarted by each provisional (default 300 s,
+   * beyond a proxy's timer C of 180 s). A backstop against transactions that would never end.
+   */
+  readonly inviteLifetimeMs?: number;
+  /** Retry-After, in seconds, of the 503 sent when the transaction table is full (default 5). */
+  readonly overloadRetryAfter?: number;
+}
+
+/** An infrastructure failure of the transaction layer. */
+export class TransactionError extends Error {
+  constructor(
+    readonly code: 'TRANSACTION_LIMIT' | 'TRANSACTION_EXISTS' | 'TRANSACTION_BAD_REQUEST',
+    message: string,
+    readonly retriable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'TransactionError';
+  }
+}
+
+/**
+ * RFC 3261 s17: server transactions for requests received, client transactions for requests sent.
+ * Sits between the transport (below) and the proxy core (above, the "TU").
+ */
+export class TransactionLayer {
+  readonly stats: TransactionStats = {
+    serverTransactions: 0,
+    clientTransactions: 0,
+    retransmissionsAbsorbed: 0,
+    responsesAbsorbed: 0,
+    retransmissionsSent: 0,
+    timeouts: 0,
+    overloadRejected: 0,
+    strayResponses: 0,
+    cancelsMatched: 0,
+    cancelsUnmatched: 0,
+    acksAbsorbed: 0,
+    ackTimeouts: 0,
+  };
+
+  private readonly servers = new Map<string, ServerTransactionBase>();
+  /** RFC 2543 INVITE transactions by the key their ACK and CANCEL are matched with. */
+  private readonly legacyInvites = new Map<string, InviteServerTransaction>();
+  private readonly legacyKeys = new Map<ServerTransactionBase, string>();
+  private readonly clients = new Map<string, ClientTransactionBase>();
+  private readonly ctx: TransactionContext;
+  private readonly logger: Logger;
+  private readonly onRequest: TransactionLayerOptions['onRequest'];
+  private readonly onStray: ((res: SipResponse) => void) | undefined;
+  private readonly maxServers: number;
+  private readonly maxClients: number;
+  private readonly retryAfter: number;
+  private closed = false;
+
+  constructor(opts: TransactionLayerOptions) {
+    this.logger = opts.logger;
+    this.onRequest = opts.onRequest;
+    this.onStray = opts.onStrayResponse;
+    this.maxServers = opts.maxServerTransactions ?? 20_000;
+    this.maxClients = opts.maxClientTransactions ?? 40_000;
+    this.retryAfter = opts.overloadRetryAfter ?? 5;
+    this.ctx = {
+      transport: opts.transport,
+      timers: opts.timers ?? realTimers,
+      config: { ...DEFAULT_TIMERS, ...opts.config },
+      logger: opts.logger,
+      stats: this.stats,
+      tryingDelayMs: opts.tryingDelayMs ?? 200,
+      inviteLifetimeMs: opts.inviteLifetimeMs ?? 300_000,
+      terminated: (tx) => this.remove(tx),
+    };
+  }
+
+  /** Feeds one message from the transport (wire this to TransportManager.onMessage). */
+  receive(msg: AnyMessage): void {
+    if (this.closed) return;
+    try {
+      if (msg.isRequest) this.receiveRequest(msg);
+      else this.receiveResponse(msg);
+    } catch (err) {
+      // The parser validated Via, From, To, Call-ID and CSeq; anything else is a bug, not a crash.
+      this.logger.error({ err, method: msg.isRequest ? msg.method : undefined }, 'transaction layer failed on a message');
+    }
+  }
+
+  /**
+   * Starts a client transaction. `req` already carries our top Via with a fresh branch
+   * (newBranch()); the transaction retransmits, times out, absorbs response retransmissions and
+   * acknowledges non-2xx final responses to INVITE itself.
+   */
+  sendRequest(req: SipRequest, dest: Destination, delegate: ClientDelegate): ClientTransaction {
+    if (req.method === 'ACK') throw new TransactionError('TRANSACTION_BAD_REQUEST', 'an ACK is not a transaction; send it with the transport', false);
+    const branch = req.topVia()?.branch;
+    if (!hasMagicCookie(branch)) {
+      throw new TransactionError('TRANSACTION_BAD_REQUEST', 'the top Via of a request sent statefully needs a branch with the z9hG4bK cookie', false);
+    }
+    const id = clientKeyOf(branch, req.method);
+    if (this.clients.has(id)) throw new TransactionError('TRANSACTION_EXISTS', `a client transaction with branch ${branch} exists`, false);
+    const tx: ClientTransactionBase =
+      req.method === 'INVITE'
+        ? new InviteClientTransaction(this.ctx, req, dest, id, delegate, (r, d, del) => this.sendRequest(r, d, del))
+        : new NonInviteClientTransaction(this.ctx, req, dest, id, delegate);
+    if (this.closed || this.clients.size >= this.maxClients) {
+      const err = new TransactionError('TRANSACTION_LIMIT', this.closed ? 'transaction layer closed' : 'too many client transactions', !this.closed);
+      tx.state = 'Terminated';
+      queueMicrotask(() => delegate.onTransportError(err));
+      return tx;
+    }
+    this.clients.set(id, tx);
+    this.stats.clientTransactions = this.clients.size;
+    tx.start();
+    return tx;
+  }
+
+  /** The live server transaction for a request, if any (for tests and diagnostics). */
+  findServer(req: SipRequest): ServerTransaction | undefined {
+    return this.servers.get(serverKey(req));
+  }
+
+  /** Ends every transaction and clears every timer. */
+  close(): void {
+    this.closed = true;
+    for (const tx of [...this.servers.values()]) tx.terminate();
+    for (const tx of [...this.clients.values()]) tx.terminate();
+  }
+
+  // ---- server side ------------------------------------------------------------------------------
+
+  private receiveRequest(req: SipRequest): void {
+    if (req.method === 'ACK') return this.receiveAck(req);
+    const key = serverKey(req);
+    const existing = this.servers.get(key);
+    if (existing) {
+      existing.retransmission();
+      return;
+    }
+    if (req.method === 'CANCEL') return this.receiveCancel(req, key);
+    if (this.servers.size >= this.maxServers) return this.overloaded(req);
+
+    const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.ctx, req, key) : new NonInviteServerTransaction(this.ctx, req, key);
+    this.addServer(tx, key);
+    if (tx instanceof InviteServerTransaction && !hasMagicCookie(req.topVia()!.branch)) {
+      const legacy = ackKey(req);
+      this.legacyInvites.set(legacy, tx);
+      this.legacyKeys.set(tx, legacy);
+    }
+    this.deliver(req, tx);
+  }
+
+  private receiveAck(ack: SipRequest): void {
+    let tx: ServerTransactionBase | undefined;
+    if (hasMagicCookie(ack.topVia()!.branch)) tx = this.servers.get(serverKey(ack));
+    else {
+      // RFC 2543: "the ACK matches ... if the To tag of the ACK matches the To tag of the response
+      // sent by the server transaction".
+      const candidate = this.legacyInvites.get(ackKey(ack));
+      if (candidate?.lastResponse && candidate.lastResponse.status >= 200 && tagOf(candidate.lastResponse) === tag(ack, 'to')) tx = candidate;
+    }
+    if (tx instanceof InviteServerTransaction) {
+      if (!tx.ack()) return;
+    }
+    // The ACK for a 2xx is a transaction of its own, end to end (s17.1.1.3, s16.7).
+    this.deliver(ack, undefined);
+  }
+
+  private receiveCancel(cancel: SipRequest, key: string): void {
+    // RFC 3261 s9.2: "the CANCEL method requests that the TU at the server side cancel a pending
+    // transaction. The TU determines the transaction to be cancelled by taking the CANCEL request,
+    // and then assuming that the request method is anything but CANCEL or ACK and applying the
+    // transaction matching procedures of Section 17.2.3."
+    const inviteKey = inviteKeyFor(cancel);
+    const target = inviteKey !== undefined ? this.servers.get(inviteKey) : this.legacyInvites.get(ackKey(cancel));
+    if (this.servers.size >= this.maxServers) return this.overloaded(cancel);
+    const tx = new NonInviteServerTransaction(this.ctx, cancel, key);
+    this.addServer(tx, key);
+    if (!target || target.state === 'Terminated') {
+      // "If the UAS did not find a matching transaction for the CANCEL according to the procedure
+      // above, it SHOULD respond to the CANCEL with a 481 (Call Leg/Transaction Does Not Exist)."
+      this.stats.cancelsUnmatched++;
+      tx.replyStatus(481);
+      return;
+    }
+    this.stats.cancelsMatched++;
+    // s9.2 / s16.10: the CANCEL is answered at once with 200, its To tag that of the INVITE's
+    // responses ("the To tag of the response to the CANCEL and the To tag in the response to the
+    // original request SHOULD be the same").
+    tx.replyStatus(200, { toTag: target.toTag });
+    try {
+      target.cancel(cancel);
+    } catch (err) {
+      this.logger.error({ err, tx: target.id }, 'CANCEL handler threw');
+    }
+  }
+
+  private deliver(req: SipRequest, tx: ServerTransactionBase | undefined): void {
+    try {
+      this.onRequest(req, tx);
+    } catch (err) {
+      this.logger.error({ err, method: req.method }, 'request handler threw');
+      if (tx?.awaitingFinal()) tx.replyStatus(500, { reason: 'Server Internal Error' });
+    }
+  }
+
+  private overloaded(req: SipRequest): void {
+    // Stateless: a full table must not grow to say so.
+    this.stats.overloadRejected++;
+    const res = createResponse(req, 503, { headers: [['Retry-After', String(this.retryAfter)]] });
+    this.ctx.transport.sendResponse(res, req.source).catch((err: unknown) => this.logger.debug({ err }, 'sending 503 failed'));
+  }
+
+  private addServer(tx: ServerTransactionBase, key: string): void {
+    this.servers.set(key, tx);
+    this.stats.serverTransactions = this.servers.size;
+  }
+
+  // ---- client side ------------------------------------------------------------------------------
+
+  private receiveResponse(res: SipResponse): void {
+    const key = clientKey(res);
+    const tx = key !== undefined ? this.clients.get(key) : undefined;
+    if (tx) {
+      tx.receive(res);
+      return;
+    }
+    this.stats.strayResponses++;
+    if (this.onStray) {
+      try {
+        this.onStray(res);
+      } catch (err) {
+        this.logger.error({ err }, 'stray response handler threw');
+      }
+    }
+  }
+
+  // ---- bookkeeping ------------------------------------------------------------------------------
+
+  private remove(tx: { readonly id: string; readonly kind: 'server' | 'client' }): void {
+    if (tx.kind === 'server') {
+      if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
+      const legacy = this.legacyKeys.get(tx as ServerTransactionBase);
+      if (legacy !== undefined) {
+        this.legacyKeys.delete(tx as ServerTransactionBase);
+        if (this.legacyInvites.get(legacy) === tx) this.legacyInvites.delete(legacy);
+      }
+      this.stats.serverTransactions = this.servers.size;
+    } else {
+      if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
+      this.stats.clientTransactions = this.clients.size;
+    }
+  }
+}
+
+function tagOf(res: SipResponse): string {
+  return res.to().params.get('tag') ?? '';
+}

@@ -1,0 +1,10 @@
+export {
+  TransportManager,
+  type ListenSpec,
+  type Destination,
+  type TransportOptions,
+  type TransportStats,
+} from './transport-manager.js';
+export { TransportError, type TransportErrorCode } from './errors.js';
+export { StreamFramer, type FrameEvent, type FramerLimits, contentLength } from './stream-framer.js';
+export { stampVia, responseTarget, defaultPortFor, type ResponseTarget } from './via.js';
