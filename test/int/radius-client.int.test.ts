@@ -5,11 +5,16 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '../../src/core/auth/backend.js';
 import { createRadiusBackend, type RadiusBackend, type RadiusBackendOptions } from '../../src/backends/auth/radius/backend.js';
 import { RadiusClient } from '../../src/backends/auth/radius/client.js';
+import { readRadiusSecret } from '../../src/backends/auth/radius/secret.js';
 import { registerDigest } from '../support/digest.js';
 
 const logger = pino({ level: 'silent' });
@@ -318,5 +323,55 @@ describe('RADIUS client against a scripted peer', () => {
     expect(() => createRadiusBackend({ name: 'r', servers: [], logger })).toThrow(/servers must not be empty/);
     expect(() => createRadiusBackend({ name: 'r', servers: [{ host: '127.0.0.1', secret: '' }], logger })).toThrow(/servers\[0\]\.secret is empty/);
     expect(() => createRadiusBackend({ name: 'r', servers: [{ host: '127.0.0.1', port: 70000, secret: 's' }], logger })).toThrow(/port/);
+  });
+
+  it('never writes the shared secret or the digest response to its log, even at trace level', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const traced = pino({ level: 'trace' }, sink);
+    const dead = await peer();
+    const forger = await peer();
+    forger.onRequest = (packet, from) => forger.send(reply(packet, { secret: 'attacker' }), from);
+    const b = createRadiusBackend({
+      name: 'radius-logged',
+      servers: [
+        { host: '127.0.0.1', port: dead.port, secret: 'first-secret-value' },
+        { host: '127.0.0.1', port: forger.port, secret: 'second-secret-value' },
+      ],
+      timeoutMs: 100,
+      retries: 0,
+      deadTimeMs: 0,
+      logger: traced,
+    });
+    closers.push(b);
+    const request = registerDigest('alice', { password: 'alice-secret' });
+    await expect(b.verify(request, budget())).rejects.toBeInstanceOf(BackendUnavailableError);
+    await expect(b.verify(request, budget())).rejects.toBeInstanceOf(BackendUnavailableError);
+    const log = lines.join('');
+    expect(log).toMatch(/radius reply dropped/);
+    expect(log).toMatch(/not answering/);
+    for (const secret of ['first-secret-value', 'second-secret-value', 'alice-secret', request.response]) expect(log).not.toContain(secret);
+  });
+
+  it('reads a shared secret inline, from the environment or from a file, naming the source when it cannot', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sipledger-radius-secret-'));
+    try {
+      const file = path.join(dir, 'secret');
+      writeFileSync(file, 's3cret-from-file\n', { mode: 0o600 });
+      expect(readRadiusSecret('inline')).toBe('inline');
+      expect(readRadiusSecret({ env: 'RADIUS_SECRET_A' }, { RADIUS_SECRET_A: 'from-env' })).toBe('from-env');
+      expect(readRadiusSecret({ file })).toBe('s3cret-from-file');
+      expect(() => readRadiusSecret({ env: 'RADIUS_SECRET_B' }, {})).toThrow(/environment variable RADIUS_SECRET_B is not set/);
+      expect(() => readRadiusSecret({ file: path.join(dir, 'missing') })).toThrow(/cannot be read: ENOENT/);
+      writeFileSync(file, '\n');
+      expect(() => readRadiusSecret({ file })).toThrow(/is empty/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
