@@ -33,6 +33,14 @@ export interface AppendResult {
 /** Receives every record from the cursor on, in log order per partition; awaited before the next. */
 export type TailHandler = (record: LogRecord) => void | Promise<void>;
 
+export interface TailOptions {
+  /**
+   * Called once if the subscription stops because the log cannot be read (corruption, broker gone
+   * for good). Without it the error is only logged.
+   */
+  readonly onError?: (err: LogError) => void;
+}
+
 export interface Subscription {
   close(): Promise<void>;
 }
@@ -52,7 +60,7 @@ export interface EventLog {
    * another writer sharing the log, until the subscription is closed. A local append's records are
    * delivered before that append resolves on logs with a single writer (memory, file).
    */
-  tail(from: LogPosition | 'start', handler: TailHandler): Subscription;
+  tail(from: LogPosition | 'start', handler: TailHandler, opts?: TailOptions): Subscription;
   /** The cursor at the end of the log now: what a reader must reach to be caught up. */
   end(): Promise<LogPosition>;
   close(): Promise<void>;

@@ -65,6 +65,7 @@ const SNAPSHOT_FILE = 'ledger-snapshot.json';
 interface Waiter {
   readonly position: LogPosition;
   readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
 }
 
 export class Ledger {
@@ -88,6 +89,7 @@ export class Ledger {
   #sinceSnapshot = 0;
   #snapshotting: Promise<void> | undefined;
   #applied = 0;
+  #tailError: LogError | undefined;
 
   private constructor(opts: LedgerOptions) {
     this.#log = opts.log;
@@ -134,11 +136,29 @@ export class Ledger {
     const end = await this.#log.end();
     let replayed = 0;
     const caughtUp = this.#waitFor(end);
-    this.#subscription = this.#log.tail(from, (record) => {
-      if (!this.#ready) replayed++;
-      this.#apply(record);
-    });
-    await caughtUp;
+    let failed: (err: LogError) => void = () => undefined;
+    const failure = new Promise<never>((_, reject) => (failed = reject));
+    this.#subscription = this.#log.tail(
+      from,
+      (record) => {
+        if (!this.#ready) replayed++;
+        this.#apply(record);
+      },
+      {
+        onError: (err) => {
+          this.#logger.error({ err }, 'ledger stopped following the log');
+          this.#tailError = err;
+          failed(err);
+          for (const w of this.#waiters.splice(0)) w.reject(err);
+        },
+      },
+    );
+    try {
+      await Promise.race([caughtUp, failure]);
+    } catch (err) {
+      await this.#subscription.close().catch(() => undefined);
+      throw err;
+    }
     this.#ready = true;
     this.#logger.info(
       { replayed, liveBindings: this.location.count(this.#clock()), ms: this.#clock() - started, log: this.#log.identity },
@@ -182,7 +202,8 @@ export class Ledger {
 
   #waitFor(position: LogPosition): Promise<void> {
     if (covers(this.#position, position)) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push({ position, resolve }));
+    if (this.#tailError) return Promise.reject(this.#tailError);
+    return new Promise((resolve, reject) => this.#waiters.push({ position, resolve, reject }));
   }
 
   /**

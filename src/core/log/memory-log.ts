@@ -9,6 +9,7 @@ import {
   type ReadOptions,
   type Subscription,
   type TailHandler,
+  type TailOptions,
 } from './event-log.js';
 import { decodeEvent, defaultUpcasters, type UpcasterRegistry } from './schemas.js';
 
@@ -61,7 +62,7 @@ export class MemoryLog implements EventLog {
     }
   }
 
-  tail(from: LogPosition | 'start', handler: TailHandler): Subscription {
+  tail(from: LogPosition | 'start', handler: TailHandler, _opts?: TailOptions): Subscription {
     if (this.#closed) throw new LogError('LOG_CLOSED', 'log is closed', false);
     let next = from === 'start' ? 0 : (from['0'] ?? 0);
     let open = true;
