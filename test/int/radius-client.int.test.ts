@@ -5,16 +5,12 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '../../src/core/auth/backend.js';
 import { createRadiusBackend, type RadiusBackend, type RadiusBackendOptions } from '../../src/backends/auth/radius/backend.js';
 import { RadiusClient } from '../../src/backends/auth/radius/client.js';
-import { readRadiusSecret } from '../../src/backends/auth/radius/secret.js';
 import { registerDigest } from '../support/digest.js';
 
 const logger = pino({ level: 'silent' });
@@ -356,22 +352,5 @@ describe('RADIUS client against a scripted peer', () => {
     expect(log).toMatch(/radius reply dropped/);
     expect(log).toMatch(/not answering/);
     for (const secret of ['first-secret-value', 'second-secret-value', 'alice-secret', request.response]) expect(log).not.toContain(secret);
-  });
-
-  it('reads a shared secret inline, from the environment or from a file, naming the source when it cannot', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'sipledger-radius-secret-'));
-    try {
-      const file = path.join(dir, 'secret');
-      writeFileSync(file, 's3cret-from-file\n', { mode: 0o600 });
-      expect(readRadiusSecret('inline')).toBe('inline');
-      expect(readRadiusSecret({ env: 'RADIUS_SECRET_A' }, { RADIUS_SECRET_A: 'from-env' })).toBe('from-env');
-      expect(readRadiusSecret({ file })).toBe('s3cret-from-file');
-      expect(() => readRadiusSecret({ env: 'RADIUS_SECRET_B' }, {})).toThrow(/environment variable RADIUS_SECRET_B is not set/);
-      expect(() => readRadiusSecret({ file: path.join(dir, 'missing') })).toThrow(/cannot be read: ENOENT/);
-      writeFileSync(file, '\n');
-      expect(() => readRadiusSecret({ file })).toThrow(/is empty/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 });
