@@ -1,0 +1,148 @@
+/**
+ * The admin HTTP API: health, readiness, Prometheus metrics, and read-only views of the location
+ * and audit projections. Loopback by default; a bearer token is required when bound elsewhere.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Sipledger } from '../app.js';
+import { renderMetrics } from './metrics.js';
+
+export interface AdminOptions {
+  readonly address: string;
+  readonly port: number;
+  readonly token?: string;
+  readonly logger: Logger;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export class AdminServer {
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: AdminOptions,
+  ) {}
+
+  static async start(app: Sipledger, opts: AdminOptions): Promise<AdminServer> {
+    if (!LOOPBACK.has(opts.address) && !opts.token) {
+      throw new Error(`admin.token: required when the admin API listens on ${opts.address} (not loopback)`);
+    }
+    const tokenHash = opts.token ? createHash('sha256').update(opts.token).digest() : undefined;
+    const server = createServer((req, res) => {
+      try {
+        if (tokenHash && !authorised(req, tokenHash)) {
+          send(res, 401, { error: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
+          return;
+        }
+        handle(app, req, res);
+      } catch (err) {
+        opts.logger.error({ err }, 'admin request failed');
+        send(res, 500, { error: 'internal error' });
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.address, () => resolve());
+    });
+    return new AdminServer(server, opts);
+  }
+
+  address(): string {
+    const a = this.server.address() as AddressInfo;
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  get options(): AdminOptions {
+    return this.opts;
+  }
+}
+
+function authorised(req: IncomingMessage, tokenHash: Buffer): boolean {
+  const h = req.headers.authorization ?? '';
+  const m = /^Bearer\s+(.+)$/i.exec(h);
+  if (!m) return false;
+  const given = createHash('sha256').update(m[1]!.trim()).digest();
+  return timingSafeEqual(given, tokenHash);
+}
+
+function handle(app: Sipledger, req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  if (req.method !== 'GET') {
+    send(res, 405, { error: 'method not allowed' });
+    return;
+  }
+  const now = Date.now();
+  switch (url.pathname) {
+    case '/health':
+      send(res, 200, { status: 'ok', uptimeSeconds: Math.round((now - app.startedAt) / 1000) });
+      return;
+    case '/ready': {
+      const ready = app.ledger.ready;
+      send(res, ready ? 200 : 503, { ready });
+      return;
+    }
+    case '/metrics':
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(renderMetrics(app, now));
+      return;
+    case '/location': {
+      const aor = url.searchParams.get('aor');
+      const at = url.searchParams.get('at');
+      const when = at ? Date.parse(at) : now;
+      if (Number.isNaN(when)) {
+        send(res, 400, { error: "'at' is not a date" });
+        return;
+      }
+      const aors = aor ? [aor] : app.ledger.location.aors(when);
+      const out = aors.map((a) => ({ aor: a, bindings: app.ledger.location.bindings(a, when) }));
+      send(res, 200, { at: new Date(when).toISOString(), aors: out });
+      return;
+    }
+    case '/audit': {
+      const since = url.searchParams.get('since');
+      const sinceMs = since ? parseSince(since, now) : now - 3600_000;
+      if (sinceMs === undefined) {
+        send(res, 400, { error: "'since' is neither a duration (1h, 15m) nor a date" });
+        return;
+      }
+      const q = {
+        since: sinceMs,
+        ...(url.searchParams.get('user') ? { user: url.searchParams.get('user')! } : {}),
+        ...(url.searchParams.get('ip') ? { ip: url.searchParams.get('ip')! } : {}),
+        ...(url.searchParams.get('cause') ? { cause: url.searchParams.get('cause')! } : {}),
+        limit: Number(url.searchParams.get('limit') ?? 1000),
+      };
+      send(res, 200, { failures: app.ledger.audit.failures(q as Parameters<typeof app.ledger.audit.failures>[0]) });
+      return;
+    }
+    default:
+      send(res, 404, { error: 'not found' });
+  }
+}
+
+export function parseSince(text: string, now: number): number | undefined {
+  const m = /^(\d+)\s*(s|m|h|d)$/.exec(text.trim());
+  if (m) {
+    const mult = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+    return now - Number(m[1]) * mult;
+  }
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? undefined : t;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
