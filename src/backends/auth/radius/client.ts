@@ -159,18 +159,22 @@ class SocketPool {
   ) {}
 
   /** An identifier unique among the requests in flight on its socket. */
-  async acquire(signal: AbortSignal, fail: (cause: unknown) => Error): Promise<Slot> {
+  async acquire(signal: AbortSignal, fail: (why: 'closed' | 'aborted' | 'socket', cause: unknown) => Error): Promise<Slot> {
     let queuedOnce = false;
     for (;;) {
-      if (this.closed) throw fail(new Error('client closed'));
-      if (signal.aborted) throw fail(signal.reason);
+      if (this.closed) throw fail('closed', undefined);
+      if (signal.aborted) throw fail('aborted', signal.reason);
       const slot = this.take();
       if (slot !== null) return slot;
       if (this.endpoints.length < this.maxSockets) {
         this.opening ??= this.open().finally(() => {
           this.opening = undefined;
         });
-        await this.opening;
+        try {
+          await this.opening;
+        } catch (err) {
+          throw fail('socket', err);
+        }
         continue;
       }
       // RFC 2865 section 3: the Identifier is one octet; with every socket at 256 requests in flight
@@ -181,7 +185,7 @@ class SocketPool {
         const onAbort = (): void => {
           const index = this.waiters.indexOf(waiter);
           if (index !== -1) this.waiters.splice(index, 1);
-          reject(fail(signal.reason));
+          reject(fail('aborted', signal.reason));
         };
         const waiter: Waiter = {
           resolve: (s) => {
@@ -520,7 +524,12 @@ export class RadiusClient {
     const target = await this.resolve(server);
     if (target === null) return null;
     const pool = this.pools[target.family];
-    const slot = await pool.acquire(signal, (cause) => this.unavailable(this.closed ? 'backend is closed' : 'lookup budget exhausted', cause));
+    const slot = await pool.acquire(signal, (why, cause) =>
+      this.unavailable(
+        why === 'closed' ? 'backend is closed' : why === 'aborted' ? 'lookup budget exhausted while waiting for a free identifier' : 'cannot open a UDP socket',
+        cause,
+      ),
+    );
     try {
       const codec = radiusCodec();
       // The codec appends to the array it is given: encode a copy, so the caller's list can be
