@@ -117,7 +117,8 @@ describe('RADIUS client against a scripted peer', () => {
     const b = createRadiusBackend({
       name: 'radius-peer',
       servers: servers.map((p) => ({ host: '127.0.0.1', port: p.port, secret: SECRET })),
-      timeoutMs: 250,
+      // Generous for answers on a busy machine; tests that expect silence set their own.
+      timeoutMs: 2_000,
       retries: 0,
       logger,
       ...extra,
@@ -193,7 +194,7 @@ describe('RADIUS client against a scripted peer', () => {
     it(`drops ${what}, counts it, and never accepts`, async () => {
       const p = await peer();
       p.onRequest = forge;
-      const b = backendFor([p]);
+      const b = backendFor([p], { timeoutMs: 400 });
       await expect(b.verify(registerDigest('alice', { password: 'x' }), budget())).rejects.toBeInstanceOf(BackendUnavailableError);
       expect(b.stats.droppedReplies).toBe(1);
       expect(b.stats.timeouts).toBe(1);
@@ -216,7 +217,7 @@ describe('RADIUS client against a scripted peer', () => {
     p.onRequest = (packet, from, self) => {
       if (self.received.length >= 2) p.send(reply(packet), from);
     };
-    const b = backendFor([p], { timeoutMs: 150, retries: 2 });
+    const b = backendFor([p], { timeoutMs: 400, retries: 2 });
     expect((await b.verify(registerDigest('alice', { password: 'x' }), budget())).result).toBe('accept');
     expect(p.received).toHaveLength(2);
     expect(p.received[1]!.packet.equals(p.received[0]!.packet)).toBe(true);
@@ -236,7 +237,7 @@ describe('RADIUS client against a scripted peer', () => {
         { host: '127.0.0.1', port: silent.port, secret: SECRET },
         { host: '127.0.0.1', port: live.port, secret: 'second-secret' },
       ],
-      timeoutMs: 150,
+      timeoutMs: 400,
       retries: 0,
       logger,
     });
@@ -296,7 +297,7 @@ describe('RADIUS client against a scripted peer', () => {
         { host: '127.0.0.1', port: p.port, secret: SECRET },
         { host: '127.0.0.1', port: silent.port, secret: SECRET },
       ],
-      timeoutMs: 150,
+      timeoutMs: 400,
       retries: 0,
       logger,
     });

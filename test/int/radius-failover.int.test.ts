@@ -17,7 +17,7 @@ describe('RADIUS verifier with two servers: failover, dead servers, silence', ()
 
   const backend = (servers: FreeRadius[] | RadiusBackendOptions['servers'], extra: Partial<RadiusBackendOptions> = {}): RadiusBackend => {
     const list = servers.map((s) => ({ host: s.host, port: s.port, secret: s.secret }));
-    const created = createRadiusBackend({ name: 'radius-pair', servers: list, timeoutMs: 300, retries: 1, deadTimeMs: 60_000, logger, ...extra });
+    const created = createRadiusBackend({ name: 'radius-pair', servers: list, timeoutMs: 600, retries: 1, deadTimeMs: 60_000, logger, ...extra });
     backends.push(created);
     return created;
   };

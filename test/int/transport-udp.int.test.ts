@@ -1,0 +1,158 @@
+import dgram from 'node:dgram';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { type AnyMessage, DEFAULT_LIMITS, createResponse, parseMessage } from '../../src/core/sip/index.js';
+import { TransportManager } from '../../src/core/transport/index.js';
+
+function register(opts: { via?: string; extra?: string; cseq?: string } = {}): string {
+  return (
+    'REGISTER sip:example.com SIP/2.0\r\n' +
+    `Via: ${opts.via ?? 'SIP/2.0/UDP 10.1.2.3:5060;rport;branch=z9hG4bKudp1'}\r\n` +
+    'Max-Forwards: 70\r\n' +
+    'From: <sip:alice@example.com>;tag=a1\r\n' +
+    'To: <sip:alice@example.com>\r\n' +
+    'Call-ID: udp-1@10.1.2.3\r\n' +
+    `CSeq: ${opts.cseq ?? '1 REGISTER'}\r\n` +
+    (opts.extra ?? '') +
+    'Content-Length: 0\r\n\r\n'
+  );
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+describe('UDP transport on loopback', () => {
+  let tm: TransportManager;
+  let client: dgram.Socket;
+  let received: AnyMessage[];
+  let replies: string[];
+  let port: number;
+
+  beforeEach(async () => {
+    tm = await TransportManager.listen({
+      listen: [{ transport: 'udp', address: '127.0.0.1', port: 0 }],
+      limits: DEFAULT_LIMITS,
+      logger: pino({ level: 'silent' }),
+    });
+    port = tm.listening()[0]!.port;
+    received = [];
+    tm.onMessage((m) => received.push(m));
+    replies = [];
+    client = dgram.createSocket('udp4');
+    client.on('message', (b) => replies.push(b.toString('utf8')));
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
+  });
+
+  afterEach(async () => {
+    await tm.close();
+    client.close();
+  });
+
+  const send = (text: string | Buffer) => client.send(typeof text === 'string' ? Buffer.from(text) : text, port, '127.0.0.1');
+
+  it('reports the bound port and stamps received and rport before handing the request up', async () => {
+    expect(port).toBeGreaterThan(0);
+    send(register());
+    await until(() => received.length === 1, 'the request');
+    const msg = received[0]!;
+    expect(msg.source).toMatchObject({ address: '127.0.0.1', port: client.address().port, transport: 'udp', local: { address: '127.0.0.1', port } });
+    const via = msg.topVia()!;
+    expect(via.params.get('received')).toBe('127.0.0.1');
+    expect(via.params.get('rport')).toBe(String(client.address().port));
+  });
+
+  it('sends a response to received:rport, not to the sent-by the client claimed', async () => {
+    send(register());
+    await until(() => received.length === 1, 'the request');
+    const req = received[0]!;
+    if (!req.isRequest) throw new Error('expected a request');
+    await tm.sendResponse(createResponse(req, 200));
+    await until(() => replies.length === 1, 'the response');
+    expect(replies[0]).toMatch(/^SIP\/2\.0 200 OK\r\n/);
+    expect(replies[0]).toContain(`;rport=${client.address().port}`);
+    expect(tm.stats.messagesSent).toBe(1);
+  });
+
+  it('answers a 30 KB request with 513 Message Too Large and does not hand it up', async () => {
+    const big = register({ extra: `X-Padding: ${'p'.repeat(30_000)}\r\n` });
+    expect(Buffer.byteLength(big)).toBeGreaterThan(30_000);
+    send(big);
+    await until(() => replies.length === 1, 'the 513');
+    expect(replies[0]).toMatch(/^SIP\/2\.0 513 Message Too Large \(message too large \(\d+ bytes, limit 16384\)\)\r\n/);
+    expect(replies[0]).toContain('Call-ID: udp-1@10.1.2.3');
+    expect(received).toHaveLength(0);
+  });
+
+  it('answers a malformed request with 400 whose reason phrase names the problem', async () => {
+    send(register({ cseq: 'one REGISTER' }));
+    await until(() => replies.length === 1, 'the 400');
+    expect(replies[0]).toMatch(/^SIP\/2\.0 400 Bad Request \(malformed CSeq[^\r]*\)\r\n/);
+    expect(received).toHaveLength(0);
+  });
+
+  it('answers an unsupported SIP version with 505', async () => {
+    send(register().replace('REGISTER sip:example.com SIP/2.0', 'REGISTER sip:example.com SIP/3.0'));
+    await until(() => replies.length === 1, 'the 505');
+    expect(replies[0]).toMatch(/^SIP\/2\.0 505 /);
+  });
+
+  it('drops input that cannot be answered, then still serves the next request', async () => {
+    send(Buffer.from([0x00, 0xff, 0x13, 0x37, 0x0d, 0x0a]));
+    send('SIP/2.0 200 OK\r\nnot a header\r\n\r\n');
+    await until(() => tm.stats.malformed === 2, 'both inputs to be seen');
+    send(register());
+    await until(() => received.length === 1, 'the valid request');
+    expect(replies).toHaveLength(0);
+    expect(tm.stats.errorsAnswered).toBe(0);
+  });
+
+  it('ignores CRLF keep-alive datagrams', async () => {
+    send('\r\n\r\n');
+    send(register());
+    await until(() => received.length === 1, 'the request');
+    expect(tm.stats.malformed).toBe(0);
+  });
+
+  it('sends requests to a UDP destination', async () => {
+    await tm.send(Buffer.from(register()), { address: '127.0.0.1', port: client.address().port, transport: 'udp' });
+    await until(() => replies.length === 1, 'the request at the peer');
+    expect(replies[0]).toMatch(/^REGISTER /);
+  });
+
+  it('fails to bind a port in use with a coded, non-retriable error', async () => {
+    await expect(
+      TransportManager.listen({ listen: [{ transport: 'udp', address: '127.0.0.1', port }], limits: DEFAULT_LIMITS, logger: pino({ level: 'silent' }) }),
+    ).rejects.toMatchObject({ code: 'TRANSPORT_LISTEN_FAILED', retriable: false });
+  });
+});
+
+describe('a parsed response is handed up with its source', () => {
+  it('delivers responses without touching their Via', async () => {
+    const tm = await TransportManager.listen({
+      listen: [{ transport: 'udp', address: '127.0.0.1', port: 0 }],
+      limits: DEFAULT_LIMITS,
+      logger: pino({ level: 'silent' }),
+    });
+    const got: AnyMessage[] = [];
+    tm.onMessage((m) => got.push(m));
+    const client = dgram.createSocket('udp4');
+    try {
+      const ringing =
+        'SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 10.1.2.3:5060;rport;branch=z9hG4bKudp1\r\n' +
+        'From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=b1\r\nCall-ID: r-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n';
+      expect(parseMessage(Buffer.from(ringing)).ok).toBe(true);
+      client.send(Buffer.from(ringing), tm.listening()[0]!.port, '127.0.0.1');
+      await until(() => got.length === 1, 'the response');
+      expect(got[0]!.isRequest).toBe(false);
+      expect(got[0]!.topVia()!.params.get('rport')).toBeNull();
+    } finally {
+      client.close();
+      await tm.close();
+    }
+  });
+});
