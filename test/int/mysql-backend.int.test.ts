@@ -311,6 +311,25 @@ describe('MySQL credential store: statements, cache and configuration', () => {
     expect((err as Error).message).not.toContain('hunter2-secret');
   });
 
+  it('never writes a password, an HA1 or a database password to the log, even at debug level', async () => {
+    const lines: string[] = [];
+    const capture = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const cases: Array<Partial<MysqlBackendOptions>> = [
+      { calculateHa1: true },
+      {},
+      { table: 'no_such_table' },
+      { url: undefined, host: '127.0.0.1', port: 3306, user: 'no_such_user', password: 'db-pass-XYZ', database: db.name },
+    ];
+    for (const c of cases) {
+      const b = backend({ logger: capture, ...c });
+      await b.lookup({ username: 'alice', domain: 'example.test' }, opts()).catch(() => undefined);
+      await b.lookup({ username: 'legacy', domain: 'example.test' }, opts()).catch(() => undefined);
+    }
+    expect(lines.length).toBeGreaterThan(0);
+    const text = lines.join('');
+    for (const secret of ['alice-secret', 'plain-only', md5('alice:example.test:alice-secret'), 'db-pass-XYZ']) expect(text).not.toContain(secret);
+  });
+
   it('rejects lookups after close', async () => {
     const b = createMysqlBackend({ name: 'db', url: db.url, logger });
     await b.close();

@@ -169,6 +169,8 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
   const cache = new Map<string, CacheEntry>();
   let cacheHits = 0;
   let closed = false;
+  let lastFailureLog = 0;
+  let suppressedFailures = 0;
 
   async function run(what: string, sql: string, values: string[], options: LookupOptions): Promise<unknown[][]> {
     if (closed) throw new BackendUnavailableError(name, 'backend is closed');
@@ -182,7 +184,15 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
       if (errnoOf(err) === ER_CANT_AGGREGATE_2COLLATIONS && values.some(beyondLatin1)) return [];
       const detail = describeMysqlError(err);
       // Never the bound values: they are user-supplied, and the statement carries no secret anyway.
-      logger.warn({ what, err: detail, timeout: err instanceof StatementDeadlineError }, 'mysql auth backend unavailable');
+      // During an outage every request fails the same way: one line per second, with a count.
+      const now = Date.now();
+      if (now - lastFailureLog >= 1000) {
+        logger.warn({ what, err: detail, timeout: err instanceof StatementDeadlineError, suppressed: suppressedFailures }, 'mysql auth backend unavailable');
+        lastFailureLog = now;
+        suppressedFailures = 0;
+      } else {
+        suppressedFailures += 1;
+      }
       throw new BackendUnavailableError(name, `${what}: ${detail}`, { cause: err });
     }
   }
