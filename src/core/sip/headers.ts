@@ -71,6 +71,40 @@ const MULTI_VALUE = new Set([
 
 const keyCache = new Map<string, string>();
 
+/** Lookup table for RFC 3261 s25.1 `token` characters (alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"). */
+const TOKEN_CHARS = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c);
+  if (/[A-Za-z0-9.!%*_+`'~-]/.test(ch)) TOKEN_CHARS[c] = 1;
+}
+
+/** True when `s[start, end)` is a non-empty RFC 3261 token. */
+export function isToken(s: string, start = 0, end = s.length): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || TOKEN_CHARS[c] === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Trims linear white space (SP, HTAB, and the CR/LF of folded lines) from both ends. Unlike
+ * String.prototype.trim it leaves other Unicode spaces (a BOM, NBSP) alone: they are part of a
+ * UTF-8 value, not SIP whitespace (RFC 3261 s25.1 LWS).
+ */
+export function trimLws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isLwsChar(s.charCodeAt(a))) a++;
+  while (b > a && isLwsChar(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
+function isLwsChar(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+}
+
 /** Lowercase long-form key for a header name as written on the wire. */
 export function headerKey(name: string): string {
   const cached = keyCache.get(name);

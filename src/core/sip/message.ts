@@ -1,4 +1,4 @@
-import { canonicalName, headerKey, isMultiValue, splitCommaList } from './headers.js';
+import { canonicalName, headerKey, isMultiValue, splitCommaList, trimLws } from './headers.js';
 import { type CSeq, type NameAddr, type Via, parseCSeq, parseNameAddr, parseVia } from './name-addr.js';
 import { type SipUri, parseUri } from './uri.js';
 
@@ -96,8 +96,14 @@ export abstract class SipMessage {
     const row: HeaderField = { name: idx === -1 ? outName(name, key) : this.headers[idx]!.name, key, value, raw: undefined };
     if (idx === -1) this.headers.push(row);
     else {
-      this.headers[idx] = row;
-      this.headers = this.headers.filter((h, i) => i <= idx || h.key !== key);
+      const headers = this.headers;
+      headers[idx] = row;
+      for (let i = idx + 1; i < headers.length; i++) {
+        if (headers[i]!.key === key) {
+          this.headers = headers.filter((h, j) => j <= idx || h.key !== key);
+          break;
+        }
+      }
     }
     this.touched(key);
   }
@@ -198,7 +204,8 @@ export abstract class SipMessage {
 
   get callId(): string {
     return this.cached('call-id', () => {
-      const v = this.get('call-id')?.trim();
+      const g = this.get('call-id');
+      const v = g === undefined ? undefined : trimLws(g);
       if (!v) throw new HeaderError('Call-ID', 'missing Call-ID');
       return v;
     });
@@ -213,8 +220,10 @@ export abstract class SipMessage {
     return this.cached('max-forwards', () => {
       const v = this.get('max-forwards');
       if (v === undefined) return undefined;
-      const t = v.trim();
-      if (!/^\d{1,3}$/.test(t) || Number(t) > 255) throw new HeaderError('Max-Forwards', `malformed Max-Forwards: ${t.slice(0, 20)}`);
+      const t = trimLws(v);
+      // Max-Forwards = 1*DIGIT, "an integer in the range 0-255" (RFC 3261 s20.22); leading zeros are
+      // allowed (RFC 4475 s3.1.1.1).
+      if (!/^\d{1,10}$/.test(t) || Number(t) > 255) throw new HeaderError('Max-Forwards', `malformed Max-Forwards: ${t.slice(0, 20)}`);
       return Number(t);
     });
   }
@@ -244,7 +253,7 @@ export abstract class SipMessage {
     return this.cached('expires', () => {
       const v = this.get('expires');
       if (v === undefined) return undefined;
-      const t = v.trim();
+      const t = trimLws(v);
       if (!/^\d{1,10}$/.test(t)) throw new HeaderError('Expires', `malformed Expires: ${t.slice(0, 20)}`);
       return Number(t);
     });

@@ -1,5 +1,6 @@
 import { type Params, parseParams, formatParams } from './params.js';
 import { type SipUri, parseUri, parseHostPort, UriError } from './uri.js';
+import { isToken, trimLws } from './headers.js';
 
 /** `[display-name] <uri> *(;param)` or `addr-spec *(;param)` (RFC 3261 s20.10, s20.20, s20.39). */
 export interface NameAddr {
@@ -12,25 +13,54 @@ export interface NameAddr {
 }
 
 export function parseNameAddr(text: string): NameAddr {
-  const raw = text.trim();
+  const raw = trimLws(text);
   const lt = findUnquoted(raw, 0x3c /* < */);
   if (lt !== -1) {
     const gt = raw.indexOf('>', lt);
     if (gt === -1) throw new UriError(`unterminated '<' in ${truncate(raw)}`);
-    const display = raw.slice(0, lt).trim();
+    const display = trimLws(raw.slice(0, lt));
+    if (display) checkDisplayName(display, raw);
     const uri = parseUri(raw.slice(lt + 1, gt));
     const params = parseParams(raw, gt + 1);
     if (!params) throw new UriError(`unterminated quoted parameter in ${truncate(raw)}`);
     return { displayName: display || undefined, uri, params, bracketed: true, raw };
   }
   if (raw.charCodeAt(0) === 0x22) throw new UriError(`display name without <URI>: ${truncate(raw)}`);
-  // addr-spec form: "the URI MUST NOT contain ... semicolon" (RFC 3261 s20), so any ';' starts
-  // a header parameter.
+  // addr-spec form: "if the URI contains a comma, question mark or semicolon, the URI MUST be
+  // enclosed in angle brackets" (RFC 3261 s20), so any ';' starts a header parameter and a '?' or
+  // ',' before it is an error.
   const semi = raw.indexOf(';');
-  const uri = parseUri(semi === -1 ? raw : raw.slice(0, semi));
+  const spec = semi === -1 ? raw : raw.slice(0, semi);
+  if (spec.indexOf('?') !== -1 || spec.indexOf(',') !== -1) {
+    throw new UriError(`URI with '?' or ',' must be enclosed in <>: ${truncate(raw)}`);
+  }
+  const uri = parseUri(spec);
   const params = semi === -1 ? new Map() : parseParams(raw, semi + 1);
   if (!params) throw new UriError(`unterminated quoted parameter in ${truncate(raw)}`);
   return { displayName: undefined, uri, params, bracketed: false, raw };
+}
+
+/**
+ * display-name = *(token LWS) / quoted-string (RFC 3261 s25.1). Unquoted names may carry UTF-8
+ * (phones send them), but never separators such as ',' or '"' (RFC 4475 s3.1.2.15).
+ */
+function checkDisplayName(display: string, context: string): void {
+  if (display.charCodeAt(0) === 0x22) {
+    let i = 1;
+    for (; i < display.length; i++) {
+      const c = display.charCodeAt(i);
+      if (c === 0x5c) i++;
+      else if (c === 0x22) break;
+    }
+    if (i >= display.length) throw new UriError(`unterminated quoted display name in ${truncate(context)}`);
+    if (i !== display.length - 1) throw new UriError(`invalid display name in ${truncate(context)}`);
+    return;
+  }
+  for (let i = 0; i < display.length; i++) {
+    const c = display.charCodeAt(i);
+    if (c >= 0x80 || c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a) continue;
+    if (!isToken(display, i, i + 1)) throw new UriError(`invalid display name in ${truncate(context)}`);
+  }
 }
 
 export function formatNameAddr(na: Omit<NameAddr, 'raw' | 'bracketed'>): string {
@@ -50,25 +80,51 @@ export interface Via {
 }
 
 export function parseVia(text: string): Via {
-  const raw = text.trim();
-  // sent-protocol: SIP / 2.0 / UDP, with optional whitespace around the slashes.
-  const m = /^([A-Za-z0-9.!%*_+`'~-]+)\s*\/\s*([A-Za-z0-9.!%*_+`'~-]+)\s*\/\s*([A-Za-z0-9.!%*_+`'~-]+)\s+/.exec(raw);
-  if (!m) throw new UriError(`malformed Via: ${truncate(raw)}`);
-  const protocol = `${m[1]!.toUpperCase()}/${m[2]}`;
-  const transport = m[3]!.toUpperCase();
-  const rest = raw.slice(m[0].length);
-  const semi = rest.indexOf(';');
-  const hostport = (semi === -1 ? rest : rest.slice(0, semi)).replace(/\s+/g, '');
-  // RFC 3261 s20.42 allows a comment after the params; strip "(...)".
+  const raw = trimLws(text);
+  // sent-protocol: SIP / 2.0 / UDP, with optional whitespace around the slashes (RFC 3261 s20.42).
+  let i = 0;
+  const nameEnd = tokenEnd(raw, i);
+  i = skipLws(raw, nameEnd);
+  if (nameEnd === 0 || raw.charCodeAt(i) !== 0x2f /* / */) throw new UriError(`malformed Via: ${truncate(raw)}`);
+  const verStart = skipLws(raw, i + 1);
+  const verEnd = tokenEnd(raw, verStart);
+  i = skipLws(raw, verEnd);
+  if (verEnd === verStart || raw.charCodeAt(i) !== 0x2f) throw new UriError(`malformed Via: ${truncate(raw)}`);
+  const trStart = skipLws(raw, i + 1);
+  const trEnd = tokenEnd(raw, trStart);
+  const hostStart = skipLws(raw, trEnd);
+  if (trEnd === trStart || hostStart === trEnd) throw new UriError(`malformed Via: ${truncate(raw)}`);
+  const name = raw.slice(0, nameEnd);
+  const protocol = `${name === 'SIP' ? name : name.toUpperCase()}/${raw.slice(verStart, verEnd)}`;
+  const tr = raw.slice(trStart, trEnd);
+  const transport = tr === 'UDP' || tr === 'TCP' || tr === 'TLS' ? tr : tr.toUpperCase();
+  const semi = raw.indexOf(';', hostStart);
+  let hostport = semi === -1 ? raw.slice(hostStart) : raw.slice(hostStart, semi);
+  if (/\s/.test(hostport)) hostport = hostport.replace(/\s+/g, '');
   const { host, port } = parseHostPort(hostport, raw);
-  let params: Params = new Map();
+  let params: Params;
   if (semi !== -1) {
-    const p = parseParams(rest.replace(/\([^)]*\)\s*$/, ''), semi + 1);
+    // RFC 3261 s20.42 allows a comment after the params; strip "(...)".
+    const p = raw.indexOf('(', semi) === -1 ? parseParams(raw, semi + 1) : parseParams(raw.replace(/\([^)]*\)\s*$/, ''), semi + 1);
     if (!p) throw new UriError(`unterminated quoted parameter in Via: ${truncate(raw)}`);
     params = p;
-  }
+  } else params = new Map();
   const branch = params.get('branch') ?? undefined;
-  return { protocol, transport, host, port, params, branch: branch ?? undefined, raw };
+  return { protocol, transport, host, port, params, branch, raw };
+}
+
+function tokenEnd(s: string, i: number): number {
+  while (i < s.length && isToken(s, i, i + 1)) i++;
+  return i;
+}
+
+function skipLws(s: string, i: number): number {
+  while (i < s.length) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) break;
+    i++;
+  }
+  return i;
 }
 
 export function formatVia(v: Omit<Via, 'raw' | 'branch'>): string {

@@ -1,4 +1,5 @@
-import { headerKey } from './headers.js';
+import { headerKey, isToken, splitCommaList } from './headers.js';
+import { parseVia } from './name-addr.js';
 import { type HeaderField, HeaderError, SipRequest, SipResponse, type AnyMessage } from './message.js';
 
 /** Hard limits on what sipledger reads from one message. */
@@ -32,8 +33,12 @@ export type ParseResult =
       readonly partial: SipRequest | undefined;
     };
 
-const TOKEN = /^[A-Za-z0-9.!%*_+`'~-]+$/;
 const EMPTY = Buffer.alloc(0);
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const LFLF = Buffer.from('\n\n', 'latin1');
+// "The SIP-Version string is case-insensitive, but implementations MUST send upper-case" (s7.1).
+const VERSION = /^SIP\/\d+\.\d+$/i;
+const STATUS_LINE = /^(SIP\/\d+\.\d+) (\d{3})(?: (.*))?$/;
 
 /**
  * Parses one complete SIP message (one UDP datagram, or one message already framed from a stream).
@@ -58,95 +63,115 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
   while (start < buf.length && (buf[start] === 0x0d || buf[start] === 0x0a)) start++;
   if (start >= buf.length) return fail('empty message', 400, undefined);
 
-  let headEnd = buf.indexOf('\r\n\r\n', start, 'latin1');
+  let headEnd = buf.indexOf(CRLFCRLF, start);
   let sepLen = 4;
   if (headEnd === -1) {
     // Tolerate bare-LF line ends (RFC 4475 s3.1.1.13 style robustness).
-    headEnd = buf.indexOf('\n\n', start, 'latin1');
+    headEnd = buf.indexOf(LFLF, start);
     sepLen = 2;
   }
-  let headText: string;
-  let bodyStart: number;
-  if (headEnd === -1) {
-    // No empty line: the whole datagram is headers (a sender that omits the final CRLF).
-    headText = buf.toString('utf8', start);
-    bodyStart = buf.length;
-  } else {
-    headText = buf.toString('utf8', start, headEnd);
-    bodyStart = headEnd + sepLen;
-  }
+  // No empty line: the whole datagram is headers (a sender that omits the final CRLF).
+  const textEnd = headEnd === -1 ? buf.length : headEnd;
+  const bodyStart = headEnd === -1 ? buf.length : headEnd + sepLen;
+  const text = buf.toString('utf8', start, textEnd);
 
-  const lines = headText.split(/\r?\n/);
-  const startLine = lines[0]!;
+  let lineEnd = text.indexOf('\n');
+  if (lineEnd === -1) lineEnd = text.length;
+  let next = lineEnd + 1;
+  const startLine = text.charCodeAt(lineEnd - 1) === 0x0d ? text.slice(0, lineEnd - 1) : text.slice(0, lineEnd);
   if (startLine.length > limits.maxLineLength) return fail('start line too long', 400, undefined);
 
+  // The first problem found; requests still get their headers read so that the answer can be sent.
+  let problem: string | undefined;
   let request: { method: string; uri: string; version: string } | undefined;
   let response: { status: number; reason: string; version: string } | undefined;
   if (startLine.startsWith('SIP/')) {
-    const m = /^(SIP\/\d+\.\d+) (\d{3}) ?(.*)$/.exec(startLine);
+    const m = STATUS_LINE.exec(startLine);
     if (!m) return fail('malformed status line', 400, undefined);
-    response = { version: m[1]!, status: Number(m[2]), reason: m[3]! };
+    response = { version: m[1]!, status: Number(m[2]), reason: m[3] ?? '' };
     if (response.status < 100 || response.status > 699) return fail('status code out of range', 400, undefined);
   } else {
+    // Request-Line = Method SP Request-URI SP SIP-Version CRLF (RFC 3261 s25.1): exactly one SP
+    // between the elements, none inside the Request-URI or after the version (RFC 4475 s3.1.2.8-10).
     const sp1 = startLine.indexOf(' ');
-    const sp2 = startLine.lastIndexOf(' ');
-    if (sp1 <= 0 || sp2 === sp1) return fail('malformed request line', 400, undefined);
-    const method = startLine.slice(0, sp1);
-    const uri = startLine.slice(sp1 + 1, sp2);
-    const version = startLine.slice(sp2 + 1);
-    if (!TOKEN.test(method)) return fail('malformed request line: method is not a token', 400, undefined);
-    if (!uri || /\s/.test(uri)) return fail('malformed request line: bad Request-URI', 400, undefined);
-    request = { method, uri, version };
+    const sp2 = sp1 === -1 ? -1 : startLine.indexOf(' ', sp1 + 1);
+    if (sp1 > 0 && sp2 > sp1 + 1 && startLine.indexOf(' ', sp2 + 1) === -1) {
+      request = { method: startLine.slice(0, sp1), uri: startLine.slice(sp1 + 1, sp2), version: startLine.slice(sp2 + 1) };
+      if (!isToken(request.method)) return fail('malformed request line: method is not a token', 400, undefined);
+      if (!VERSION.test(request.version)) problem = 'malformed request line: bad SIP version';
+      else if (/\s/.test(request.uri)) problem = 'malformed request line: white space in the Request-URI';
+    } else {
+      // Read well enough to answer: method, the rest, and a version at the end.
+      const t = startLine.trim();
+      const a = t.indexOf(' ');
+      const b = t.lastIndexOf(' ');
+      if (a <= 0 || b === a || !isToken(t, 0, a) || !VERSION.test(t.slice(b + 1))) return fail('malformed request line', 400, undefined);
+      request = { method: t.slice(0, a), uri: t.slice(a + 1, b).trim(), version: t.slice(b + 1) };
+      problem = 'malformed request line: unexpected white space';
+    }
   }
 
   // Header rows, unfolding continuation lines (RFC 3261 s7.3.1: "a header field value MAY be
   // extended over multiple lines by preceding each extra line with at least one SP or HTAB").
   const headers: HeaderField[] = [];
-  let problem: string | undefined;
-  for (let i = 1; i < lines.length; i++) {
-    let line = lines[i]!;
-    let raw = line;
-    while (i + 1 < lines.length) {
-      const next = lines[i + 1]!;
-      const c = next.charCodeAt(0);
+  let contentLength: number | undefined;
+  let clCount = 0;
+  while (next < text.length) {
+    const lineStart = next;
+    lineEnd = text.indexOf('\n', lineStart);
+    if (lineEnd === -1) lineEnd = text.length;
+    next = lineEnd + 1;
+    // Folded rows: swallow continuation lines into one raw row.
+    let folded = false;
+    while (next < text.length) {
+      const c = text.charCodeAt(next);
       if (c !== 0x20 && c !== 0x09) break;
-      line += ' ' + next.trim();
-      raw += '\r\n' + next;
-      i++;
+      folded = true;
+      lineEnd = text.indexOf('\n', next);
+      if (lineEnd === -1) lineEnd = text.length;
+      next = lineEnd + 1;
     }
-    if (line.length === 0) continue;
+    const rawEnd = text.charCodeAt(lineEnd - 1) === 0x0d ? lineEnd - 1 : lineEnd;
+    if (rawEnd <= lineStart) continue;
+    const raw = text.slice(lineStart, rawEnd);
+    const line = folded ? unfold(raw) : raw;
     if (line.length > limits.maxLineLength) {
       problem ??= 'header line too long';
       continue;
     }
     const colon = line.indexOf(':');
     if (colon <= 0) {
-      problem ??= `malformed header line`;
+      problem ??= 'malformed header line';
       continue;
     }
-    const name = line.slice(0, colon).trimEnd();
-    if (!TOKEN.test(name)) {
-      problem ??= `malformed header name`;
+    let nameEnd = colon;
+    while (nameEnd > 0 && (line.charCodeAt(nameEnd - 1) === 0x20 || line.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
+    if (!isToken(line, 0, nameEnd)) {
+      problem ??= 'malformed header name';
       continue;
     }
     if (headers.length >= limits.maxHeaders) {
       problem ??= `too many headers (limit ${limits.maxHeaders})`;
       break;
     }
-    headers.push({ name, key: headerKey(name), value: line.slice(colon + 1).trim(), raw });
+    const name = nameEnd === colon ? line.slice(0, colon) : line.slice(0, nameEnd);
+    let vs = colon + 1;
+    let ve = line.length;
+    while (vs < ve && (line.charCodeAt(vs) === 0x20 || line.charCodeAt(vs) === 0x09)) vs++;
+    while (ve > vs && (line.charCodeAt(ve - 1) === 0x20 || line.charCodeAt(ve - 1) === 0x09)) ve--;
+    const key = headerKey(name);
+    const value = line.slice(vs, ve);
+    headers.push({ name, key, value, raw });
+    // Content-Length (RFC 3261 s18.3, s20.14).
+    if (key === 'content-length') {
+      clCount++;
+      if (!/^\d{1,10}$/.test(value)) problem ??= 'malformed Content-Length';
+      else if (contentLength !== undefined && contentLength !== Number(value)) problem ??= 'conflicting Content-Length headers';
+      else contentLength = Number(value);
+    }
   }
 
-  // Body and Content-Length (RFC 3261 s18.3, s20.14).
   let body = bodyStart < buf.length ? buf.subarray(bodyStart) : EMPTY;
-  let contentLength: number | undefined;
-  let clCount = 0;
-  for (const h of headers) {
-    if (h.key !== 'content-length') continue;
-    clCount++;
-    if (!/^\d{1,10}$/.test(h.value)) problem ??= 'malformed Content-Length';
-    else if (contentLength !== undefined && contentLength !== Number(h.value)) problem ??= 'conflicting Content-Length headers';
-    else contentLength = Number(h.value);
-  }
   if (clCount === 0 && !datagram) problem ??= 'missing Content-Length on a stream transport';
   if (contentLength !== undefined) {
     if (contentLength > body.length) problem ??= 'Content-Length larger than the body';
@@ -154,55 +179,87 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
     else if (contentLength < body.length) body = body.subarray(0, contentLength);
   }
 
-  const msg: AnyMessage = request
-    ? new SipRequest(request.method, request.uri, headers, body, request.version)
-    : new SipResponse(response!.status, response!.reason, headers, body, response!.version);
-
   const tooBig = buf.length > limits.maxMessageBytes;
   if (request) {
-    const answerable = canAnswer(msg as SipRequest);
-    const partial = answerable ? (msg as SipRequest) : undefined;
-    if (tooBig) return fail(`message too large (${buf.length} bytes, limit ${limits.maxMessageBytes})`, 513, partial);
-    if (problem) return fail(problem, 400, partial);
-    if (request.version !== 'SIP/2.0') return fail(`unsupported SIP version ${request.version.slice(0, 16)}`, 505, partial);
+    const msg = new SipRequest(request.method, request.uri, headers, body, request.version);
+    if (tooBig) return fail(`message too large (${buf.length} bytes, limit ${limits.maxMessageBytes})`, 513, answerable(msg));
+    if (problem) return fail(problem, 400, answerable(msg));
+    if (request.version.toUpperCase() !== 'SIP/2.0') return fail(`unsupported SIP version ${request.version.slice(0, 16)}`, 505, answerable(msg));
     const bad = validateCore(msg);
-    if (bad) return fail(bad, 400, partial);
-  } else {
-    if (tooBig) return fail('response too large', 513, undefined);
-    if (problem) return fail(problem, 400, undefined);
-    const bad = validateCore(msg);
-    if (bad) return fail(bad, 400, undefined);
+    if (bad) return fail(bad, 400, answerable(msg));
+    if (start === 0 && headEnd !== -1 && contentLength === body.length && bodyStart + body.length === buf.length) msg.wire = buf;
+    return { ok: true, message: msg };
   }
-  if (!msg.modified && headEnd !== -1 && start === 0 && contentLength === body.length && bodyStart + body.length === buf.length) {
-    msg.wire = buf;
-  }
+  if (tooBig) return fail('response too large', 513, undefined);
+  if (problem) return fail(problem, 400, undefined);
+  const msg = new SipResponse(response!.status, response!.reason, headers, body, response!.version);
+  const bad = validateCore(msg);
+  if (bad) return fail(bad, 400, undefined);
+  if (start === 0 && headEnd !== -1 && contentLength === body.length && bodyStart + body.length === buf.length) msg.wire = buf;
   return { ok: true, message: msg };
 }
 
+/** Joins folded continuation lines with one SP, as the value a header means. */
+function unfold(raw: string): string {
+  return raw.replace(/[ \t]*\r?\n[ \t]+/g, ' ');
+}
+
+/** Core headers that appear once at most (RFC 3261 s7.3.1: only comma-list headers may repeat). */
+const SINGLE_NAME: Record<'from' | 'to' | 'call-id' | 'cseq' | 'max-forwards', string> = {
+  from: 'From',
+  to: 'To',
+  'call-id': 'Call-ID',
+  cseq: 'CSeq',
+  'max-forwards': 'Max-Forwards',
+};
+
 /** The headers every transaction needs (RFC 3261 s8.1.1): parsed eagerly so bad ones get a 400. */
 function validateCore(msg: AnyMessage): string | undefined {
+  const seen = new Set<string>();
+  for (const h of msg.headers) {
+    const k = h.key;
+    if (k === 'from' || k === 'to' || k === 'call-id' || k === 'cseq' || k === 'max-forwards') {
+      // RFC 4475 s3.3.8: several values in a single-valued field are an error (400).
+      if (seen.has(k)) return `more than one ${SINGLE_NAME[k]} header`;
+      seen.add(k);
+    }
+  }
   try {
     if (msg.vias().length === 0) return 'missing Via';
     msg.from();
     msg.to();
     void msg.callId;
     const cseq = msg.cseq();
-    if (msg.isRequest && cseq.method !== msg.method) return 'CSeq method does not match the request method';
+    if (msg.isRequest) {
+      if (cseq.method !== msg.method) return 'CSeq method does not match the request method';
+      // The Request-URI of a request never carries headers (RFC 3261 s19.1.1, table 1; RFC 4475
+      // s3.1.2.11), and a proxy must not forward them.
+      if (msg.requestUri().headers !== undefined) return 'Request-URI must not carry headers';
+    }
     msg.maxForwards();
     return undefined;
   } catch (err) {
-    if (err instanceof HeaderError) return err.message.slice(0, 120);
+    if (err instanceof HeaderError) {
+      const text = err.message.startsWith(err.header) || err.message.includes(` ${err.header}`) ? err.message : `${err.header}: ${err.message}`;
+      return text.slice(0, 120);
+    }
     throw err;
   }
 }
 
-/** True when a response can be built: a usable top Via plus the headers copied into responses. */
-function canAnswer(msg: SipRequest): boolean {
+/**
+ * The request itself when a response can be built for it: a usable top Via plus the headers copied
+ * into responses (RFC 3261 s8.2.6.2). Only the top Via must parse, since that is where the answer goes.
+ */
+function answerable(msg: SipRequest): SipRequest | undefined {
   try {
-    const via = msg.topVia();
-    if (!via) return false;
-    return msg.has('from') && msg.has('to') && msg.has('call-id') && msg.has('cseq');
+    const top = msg.headers.find((h) => h.key === 'via');
+    if (!top) return undefined;
+    const first = splitCommaList(top.value)[0];
+    if (first === undefined) return undefined;
+    parseVia(first);
+    return msg.has('from') && msg.has('to') && msg.has('call-id') && msg.has('cseq') ? msg : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }

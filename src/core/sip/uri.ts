@@ -1,4 +1,5 @@
 import { type Params, parseParams, formatParams } from './params.js';
+import { trimLws } from './headers.js';
 
 /**
  * A SIP or SIPS URI (RFC 3261 s19.1). Other schemes (tel:, mailto:, urn:) are kept opaque:
@@ -21,46 +22,54 @@ export class UriError extends Error {
 
 /** Parses a URI; throws UriError on a malformed SIP/SIPS URI. */
 export function parseUri(text: string): SipUri {
-  const raw = text.trim();
+  const raw = trimLws(text);
   const colon = raw.indexOf(':');
   if (colon <= 0) throw new UriError(`URI without a scheme: ${truncate(raw)}`);
-  const scheme = raw.slice(0, colon).toLowerCase();
-  if (!/^[a-z][a-z0-9+.-]*$/.test(scheme)) throw new UriError(`invalid URI scheme: ${truncate(raw)}`);
+  let scheme = raw.slice(0, colon);
   if (scheme !== 'sip' && scheme !== 'sips') {
-    return { scheme, user: undefined, password: undefined, host: '', port: undefined, params: new Map(), headers: undefined, raw };
+    scheme = scheme.toLowerCase();
+    if (!SCHEME.test(scheme)) throw new UriError(`invalid URI scheme: ${truncate(raw)}`);
+    if (scheme !== 'sip' && scheme !== 'sips') {
+      return { scheme, user: undefined, password: undefined, host: '', port: undefined, params: new Map(), headers: undefined, raw };
+    }
   }
-  let rest = raw.slice(colon + 1);
-  let headers: string | undefined;
-  const qmark = rest.indexOf('?');
-  if (qmark !== -1) {
-    headers = rest.slice(qmark + 1);
-    rest = rest.slice(0, qmark);
-  }
+  // userinfo may itself hold ';', '?', '/' and ',' (RFC 3261 s25.1 user-unreserved), but never an
+  // unescaped '@'; so the userinfo ends at the first '@', and only after it do ';' and '?' start
+  // parameters and headers.
   let user: string | undefined;
   let password: string | undefined;
-  const at = rest.lastIndexOf('@');
+  let hostStart = colon + 1;
+  const at = raw.indexOf('@', hostStart);
   if (at !== -1) {
-    const userinfo = rest.slice(0, at);
-    rest = rest.slice(at + 1);
-    const pc = userinfo.indexOf(':');
-    if (pc !== -1) {
-      user = userinfo.slice(0, pc);
-      password = userinfo.slice(pc + 1);
-    } else user = userinfo;
+    const pc = raw.indexOf(':', hostStart);
+    if (pc !== -1 && pc < at) {
+      user = raw.slice(hostStart, pc);
+      password = raw.slice(pc + 1, at);
+    } else user = raw.slice(hostStart, at);
     if (user === '') throw new UriError(`empty user part: ${truncate(raw)}`);
+    hostStart = at + 1;
   }
-  const semi = rest.indexOf(';');
-  const hostport = semi === -1 ? rest : rest.slice(0, semi);
-  let params: Params = new Map();
-  if (semi !== -1) {
-    const parsed = parseParams(rest, semi + 1);
+  let end = raw.length;
+  let headers: string | undefined;
+  const qmark = raw.indexOf('?', hostStart);
+  if (qmark !== -1) {
+    headers = raw.slice(qmark + 1);
+    end = qmark;
+  }
+  const semi = raw.indexOf(';', hostStart);
+  let params: Params;
+  let hostEnd = end;
+  if (semi !== -1 && semi < end) {
+    const parsed = parseParams(raw, semi + 1, end);
     if (!parsed) throw new UriError(`unterminated quoted parameter: ${truncate(raw)}`);
     params = parsed;
-  }
-  const { host, port } = parseHostPort(hostport, raw);
+    hostEnd = semi;
+  } else params = new Map();
+  const { host, port } = parseHostPort(raw.slice(hostStart, hostEnd), raw);
   return { scheme, user, password, host, port, params, headers, raw };
 }
 
+const SCHEME = /^[a-z][a-z0-9+.-]*$/;
 const HOSTNAME = /^[a-z0-9]([a-z0-9_.-]*[a-z0-9_])?\.?$|^[a-z0-9]$/;
 
 export function parseHostPort(hostport: string, context = hostport): { host: string; port: number | undefined } {
