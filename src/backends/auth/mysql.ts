@@ -117,7 +117,8 @@ function secret(v: unknown, hex: boolean): string | undefined {
 export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
   if (typeof opts.name !== 'string' || opts.name === '') throw new MysqlConfigError('name', 'a backend name is required');
   const name = opts.name;
-  const logger = opts.logger.child({ backend: name });
+  // The composition root binds the backend name to the logger it passes, as for every backend.
+  const logger = opts.logger;
   const connection = resolveConnection(opts);
   const table = quoteIdentifier('table', opts.table ?? 'subscriber', true);
   const cols = {
