@@ -9,9 +9,9 @@
  * The text is embedded here (not shipped as a data file) because the build copies only compiled
  * TypeScript into dist/ and the published package carries only dist/: the same code path works from
  * `tsx` on the source tree and from the installed package. The codec only reads dictionaries from
- * files, so the text is written once per process to a private temporary directory.
+ * files, so the text is written to a private temporary directory while the codec reads it.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -95,24 +95,39 @@ export interface DecodedPacket {
 
 const require = createRequire(import.meta.url);
 let codec: RadiusCodec | undefined;
+let dictionaryFile: string | undefined;
+
+const loadedOurs = (c: RadiusCodec): boolean => String(c.attr_name_to_id(NAMES.DIGEST_ATTRIBUTES)) === String(ATTR.DIGEST_ATTRIBUTES);
 
 /**
  * The codec with sipledger's dictionary loaded. The codec reads added dictionaries only on its first
- * encode/decode; if something in this process already used it, it is reloaded so that our
- * attributes are known. The file is removed again when the process exits.
+ * encode/decode, and keeps them in memory: the file exists only while it is being read, in a private
+ * directory. If something in this process already used the codec, or unloaded its dictionaries, it
+ * is reloaded so that our attributes are known.
  */
 export function radiusCodec(): RadiusCodec {
-  if (codec !== undefined) return codec;
+  if (codec !== undefined && loadedOurs(codec)) return codec;
   const loaded = require('radius') as RadiusCodec;
-  const dir = mkdtempSync(path.join(tmpdir(), 'sipledger-radius-'));
-  const file = path.join(dir, 'dictionary.sipledger');
-  writeFileSync(file, DICTIONARY_TEXT, { mode: 0o600 });
-  loaded.add_dictionary(file);
-  loaded.load_dictionaries();
-  if (String(loaded.attr_name_to_id(NAMES.DIGEST_ATTRIBUTES)) !== String(ATTR.DIGEST_ATTRIBUTES)) {
-    // Loaded earlier without our file: load everything again, ours included.
-    loaded.unload_dictionaries();
+  let dir: string;
+  if (dictionaryFile === undefined) {
+    dir = mkdtempSync(path.join(tmpdir(), 'sipledger-radius-'));
+    dictionaryFile = path.join(dir, 'dictionary.sipledger');
+    loaded.add_dictionary(dictionaryFile);
+  } else {
+    // The codec remembers the path it was given: recreate it (exclusively: mkdir fails if it exists).
+    dir = path.dirname(dictionaryFile);
+    mkdirSync(dir, { mode: 0o700 });
+  }
+  try {
+    writeFileSync(dictionaryFile, DICTIONARY_TEXT, { mode: 0o600, flag: 'wx' });
     loaded.load_dictionaries();
+    if (!loadedOurs(loaded)) {
+      // Loaded earlier without our file: load everything again, ours included.
+      loaded.unload_dictionaries();
+      loaded.load_dictionaries();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
   for (const [key, name] of Object.entries(NAMES)) {
     const expected = ATTR[key as keyof typeof NAMES];
@@ -120,7 +135,6 @@ export function radiusCodec(): RadiusCodec {
       throw new Error(`radius dictionary did not load: ${name} is not attribute ${expected}`);
     }
   }
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   codec = loaded;
   return codec;
 }
