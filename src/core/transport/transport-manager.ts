@@ -454,9 +454,14 @@ export class TransportManager {
   // ---- sending ----------------------------------------------------------------------------------
 
   private async sendUdp(bytes: Buffer, address: string, port: number, local: Source['local']): Promise<void> {
-    const ip = net.isIP(address) ? address : await this.resolve(address);
+    let ip = net.isIP(address) ? address : await this.resolve(address);
     const family = net.isIPv6(ip) ? 6 : 4;
-    const sock = this.udpSocketFor(family, local);
+    let sock = this.udpSocketFor(family, local);
+    if (!sock && family === 4) {
+      // A dual-stack socket bound to "::" reaches IPv4 peers through mapped addresses.
+      sock = this.listeners.find((l) => l.udp && l.address === '::')?.udp;
+      if (sock) ip = `::ffff:${ip}`;
+    }
     if (!sock) {
       this.stats.sendErrors++;
       throw new TransportError('TRANSPORT_NO_ROUTE', `no UDP listener for IPv${family}`, false);
