@@ -491,8 +491,8 @@ describe('realm_mismatch', () => {
     const world = given();
     for (const method of ['REGISTER', 'INVITE']) {
       const result = await world.auth.authenticate(request({ method, identity: { user: 'alice', domain: 'elsewhere.net' } }));
-      expect(result).toMatchObject({ outcome: 'realm_mismatch', reply: { status: 403, headers: [] } });
-      expect(result.realm).toBeUndefined();
+      // The identity's own domain fills the audit fields: never our realm.
+      expect(result).toMatchObject({ outcome: 'realm_mismatch', realm: 'elsewhere.net', domain: 'elsewhere.net', algorithm: 'MD5', reply: { status: 403, headers: [] } });
     }
     expect(world.auth.challenge('INVITE', 'elsewhere.net')).toBeUndefined();
     expect(world.auth.challenge('INVITE', 'example.com')?.status).toBe(407);
@@ -641,6 +641,33 @@ describe('backend_unavailable', () => {
     });
     const world = given({ backend });
     expect((await exchange(world)).result).toMatchObject({ outcome: 'backend_unavailable', detail: /uri table unreachable/ });
+  });
+});
+
+describe('audit fields', () => {
+  it('names a realm, a domain and an algorithm in every failure, as auth.failed events require', async () => {
+    const world = given({ algorithms: ['SHA-256', 'MD5'] });
+    const req = request();
+    const challenge = await challengeFor(world.auth, req, 1);
+    const failures = [
+      await world.auth.authenticate(req),
+      await world.auth.authenticate({ ...req, credentials: ['Digest ==='] }),
+      await world.auth.authenticate({ ...req, credentials: [answer(challenge, req, { algorithm: 'MD5-sess' })] }),
+      await world.auth.authenticate({ ...req, credentials: [answer(challenge, req, { password: 'guess' })] }),
+      await world.auth.authenticate(request({ identity: { user: 'x', domain: 'Elsewhere.NET' } })),
+      await world.auth.authenticate({ ...request({ identity: { user: 'x', domain: 'elsewhere.net' } }), credentials: ['Digest username="x", realm="elsewhere.net", nonce="n", uri="u", response="00", algorithm=SHA-256'] }),
+      await world.auth.authenticate({ ...request({ identity: { user: 'x', domain: 'elsewhere.net' } }), credentials: ['Digest username="x" realm'] }),
+    ];
+    expect(failures.map((f) => f.outcome)).toEqual(['no_credentials', 'malformed', 'malformed', 'bad_password', 'realm_mismatch', 'realm_mismatch', 'malformed']);
+    for (const f of failures) {
+      expect(f.realm, f.outcome).toMatch(/^\S+$/);
+      expect(f.domain, f.outcome).toMatch(/^\S+$/);
+      expect(f.algorithm, f.outcome).toMatch(/^(MD5|SHA-256)$/);
+    }
+    expect(failures[0]).toMatchObject({ realm: 'example.com', domain: 'example.com', algorithm: 'SHA-256' });
+    expect(failures[3]).toMatchObject({ algorithm: 'MD5', user: 'alice' });
+    expect(failures[4]).toMatchObject({ realm: 'elsewhere.net', domain: 'elsewhere.net' });
+    expect(failures[5]).toMatchObject({ user: 'x', algorithm: 'SHA-256' });
   });
 });
 

@@ -71,6 +71,9 @@ function copyAttributes(attributes: Attributes): Attributes {
   return out;
 }
 
+/** What a failure result carries besides its outcome and reply. */
+type FailureFields = Omit<AuthFailure, 'outcome' | 'reply'>;
+
 const HEX = /^[0-9a-fA-F]+$/;
 const NC = /^[0-9a-fA-F]{8}$/;
 
@@ -176,30 +179,42 @@ export class DigestAuthenticator {
   async #authenticate(req: AuthRequest): Promise<AuthResult> {
     // 1. Read every Digest credential. Other schemes belong to other hops; a Digest value we cannot
     //    read is answered 400, since we cannot tell whether it was meant for us.
+    // Every failure names a realm, a domain and an algorithm (audit events require them): those of
+    // the identity's served domain when there is one, else the identity's own domain.
+    const identityDomain = normalizeDomain(req.identity.domain) || 'unknown';
+    const served = this.#domains.get(identityDomain);
+    const fallback = {
+      realm: served?.realm ?? identityDomain,
+      domain: served?.domain ?? identityDomain,
+      algorithm: served?.algorithms[0] ?? ('MD5' as DigestAlgorithm),
+    };
     const parsed: Candidate[] = [];
     for (const [index, value] of req.credentials.entries()) {
       const r = parseDigestCredentials(value);
       if (r.ok) parsed.push({ index, credentials: r.credentials });
       else if (r.scheme !== undefined && r.scheme.toLowerCase() !== 'digest') continue;
-      else return this.#malformed(req, undefined, `credentials #${index}: ${r.reason}`);
+      else return this.#malformed(req, fallback, `credentials #${index}: ${r.reason}`);
     }
 
     // 2. The realm: the served domain of the identity (To for REGISTER, From otherwise), as with
     //    Kamailio's empty realm. When that domain is not ours, credentials for one of our realms may
     //    still authenticate (a uri table can let an auth id use a foreign SIP identity), but a
     //    request for a domain we do not serve is never challenged with our realm.
-    let domain = this.#domains.get(req.identity.domain);
+    let domain = served;
     if (domain === undefined) {
       domain = parsed.map((p) => this.#domains.byRealm(p.credentials.realm)).find((d) => d !== undefined);
       if (domain === undefined) {
+        const first = parsed[0]?.credentials;
         return this.#fail('realm_mismatch', { status: 403, reason: 'Forbidden (domain not served)', headers: [] }, {
-          detail: `domain ${normalizeDomain(req.identity.domain) || '(empty)'} is not served`,
+          ...fallback,
+          ...(first !== undefined ? { user: first.username, realm: first.realm || identityDomain, algorithm: normalizeAlgorithm(first.algorithm) ?? 'MD5' } : {}),
+          detail: `domain ${identityDomain} is not served`,
         });
       }
     }
     const realmKey = domain.realm.toLowerCase();
     const ours = parsed.filter((p) => p.credentials.realm.toLowerCase() === realmKey);
-    const base = { realm: domain.realm, domain: domain.domain };
+    const base = { realm: domain.realm, domain: domain.domain, algorithm: domain.algorithms[0]! };
     if (ours.length === 0) {
       const detail = parsed.length === 0 ? 'no credentials' : `credentials only for other realms (${parsed.map((p) => p.credentials.realm).join(', ')})`;
       return this.#challenged('no_credentials', req, domain, false, { ...base, detail });
@@ -217,7 +232,7 @@ export class DigestAuthenticator {
     }
     if (chosen === undefined) {
       const offered = ours.map((p) => p.credentials.algorithm ?? 'MD5').join(', ');
-      return this.#malformed(req, base, `algorithm ${offered} not offered in realm ${domain.realm}`);
+      return this.#malformed(req, { ...base, user: ours[0]!.credentials.username }, `algorithm ${offered} not offered in realm ${domain.realm}`);
     }
     const { algorithm } = chosen;
     const cred = chosen.candidate.credentials;
@@ -429,7 +444,7 @@ export class DigestAuthenticator {
     }
   }
 
-  #unavailable(err: unknown, backend: AuthBackend, extra: Partial<AuthFailure>): AuthFailure {
+  #unavailable(err: unknown, backend: AuthBackend, extra: Omit<FailureFields, 'detail'>): AuthFailure {
     let detail: string;
     if (err instanceof BackendUnavailableError) {
       detail = `${backend.name}: ${err.message}`;
@@ -450,11 +465,11 @@ export class DigestAuthenticator {
     );
   }
 
-  #malformed(_req: AuthRequest, extra: Partial<AuthFailure> | undefined, detail: string): AuthFailure {
+  #malformed(_req: AuthRequest, extra: Omit<FailureFields, 'detail'>, detail: string): AuthFailure {
     return this.#fail('malformed', { status: 400, reason: 'Bad Request (malformed credentials)', headers: [] }, { ...extra, detail });
   }
 
-  #challenged(outcome: Exclude<AuthOutcome, 'ok'>, req: AuthRequest, domain: ResolvedDomain, stale: boolean, extra: Partial<AuthFailure> & { detail: string }): AuthFailure {
+  #challenged(outcome: Exclude<AuthOutcome, 'ok'>, req: AuthRequest, domain: ResolvedDomain, stale: boolean, extra: FailureFields): AuthFailure {
     return this.#fail(outcome, this.#challengeReply(req.method, domain, stale), extra);
   }
 
@@ -472,8 +487,8 @@ export class DigestAuthenticator {
       : { status: 407, reason: 'Proxy Authentication Required', headers };
   }
 
-  #fail(outcome: Exclude<AuthOutcome, 'ok'>, reply: AuthReply, extra: Partial<AuthFailure> & { detail: string }): AuthFailure {
-    return { ...extra, outcome, reply } as AuthFailure;
+  #fail(outcome: Exclude<AuthOutcome, 'ok'>, reply: AuthReply, extra: FailureFields): AuthFailure {
+    return { ...extra, outcome, reply };
   }
 
   #isRegister(method: string): boolean {

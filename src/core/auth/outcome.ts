@@ -94,6 +94,15 @@ export interface AuthOk extends AuthResultBase {
 
 export interface AuthFailure extends AuthResultBase {
   readonly outcome: Exclude<AuthOutcome, 'ok'>;
+  /**
+   * The realm challenged or checked; for realm_mismatch, the realm the credentials named or else the
+   * identity's domain. Always present, as audit events require it.
+   */
+  readonly realm: string;
+  /** The served domain; for realm_mismatch (and malformed requests for unserved domains) the identity's domain. */
+  readonly domain: string;
+  /** The algorithm of the credential examined, else the strongest one the domain offers (MD5 for unserved domains). */
+  readonly algorithm: DigestAlgorithm;
   readonly reply: AuthReply;
   readonly attributes?: undefined;
   readonly consumed?: undefined;
