@@ -277,6 +277,13 @@ class ResponseContext {
   cancelAll(): void {
     this.cancelled = true;
     for (const b of this.branches) this.cancelBranch(b);
+    // A branch that has not answered yet cannot be sent a CANCEL (s9.1: not before a provisional
+    // response); as Kamailio's tm (cancel_b_method 0) does, it is given up at once with a local
+    // 487, so the caller is not kept waiting for timer B. Its client transaction still sends the
+    // CANCEL if a provisional response arrives later.
+    for (const b of this.branches) {
+      if (!b.final && !b.gotProvisional) this.onFinal(b, ProxyCore.localResponse(this.req, 487));
+    }
   }
 
   private cancelBranch(b: Branch): void {
