@@ -102,7 +102,9 @@ function lines(buf: Buffer): Buffer[] {
 const sipish = fc.constantFrom(...'\r\n \t:;,<>"\\@?=/[]%()*aZ09.-'.split(''));
 const nasty = fc.string({ unit: fc.oneof(sipish, fc.constantFrom('\u0000', '\u00ff', 'é', '\ufeff')), maxLength: 40 });
 
-const mutation = fc.oneof(
+type Mutation = (b: Buffer) => Buffer;
+
+const mutation: fc.Arbitrary<Mutation> = fc.oneof<fc.Arbitrary<Mutation>[]>(
   // byte flips
   fc
     .array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 })
@@ -149,7 +151,7 @@ describe('parseMessage on mutated real messages', () => {
   it('never throws, never trips its own safety net, and every answer is usable', () => {
     fc.assert(
       fc.property(seed, fc.array(mutation, { minLength: 1, maxLength: 4 }), (base, muts) => {
-        checkAnyInput(muts.reduce((b, m) => m(b), base));
+        checkAnyInput(muts.reduce<Buffer>((b, m) => m(b), base));
       }),
       { numRuns: 1500 },
     );
