@@ -263,8 +263,8 @@ export class DigestAuthenticator {
           backend.lookup({ username: authUser, domain: domain.realm }, options),
         );
         if (stored === null) {
-          // Same amount of hashing as a real check, so timing does not tell users apart either.
-          digestHash(algorithm, `${cred.username}:${cred.realm}:${cred.nonce}`);
+          // The hashing of a real check, so timing does not tell users apart either.
+          this.#checkStored({ password: '', attributes: {} }, cred, algorithm, qop, req, bodyDigest, false);
           return this.#challenged('unknown_user', req, domain, false, { ...withBackend, detail: `no subscriber ${authUser} in realm ${domain.realm}` });
         }
         const check = this.#checkStored(stored, cred, algorithm, qop, req, bodyDigest, at > 0);
