@@ -255,6 +255,25 @@ describe('TCP transport on loopback', () => {
     }
   });
 
+  it('drops a connection whose peer stops reading instead of queueing without bound', async () => {
+    await tm.close();
+    await start({ maxWriteBufferBytes: 256 * 1024 });
+    const p = await peer();
+    p.write(options(40));
+    await until(() => received.length === 1, 'the request');
+    p.sock.pause(); // the peer stops reading
+    const req = received[0] as SipRequest;
+    const bulky = createResponse(req, 200, { body: Buffer.alloc(60_000, 0x61), contentType: 'text/plain' });
+    let error: unknown;
+    for (let i = 0; i < 2000 && error === undefined; i++) {
+      tm.sendResponse(bulky, req.source).catch((err: unknown) => (error ??= err));
+      await new Promise((r) => setImmediate(r));
+    }
+    await until(() => error !== undefined, 'the send to fail');
+    expect(error).toMatchObject({ code: 'TRANSPORT_PEER_SLOW', retriable: true });
+    await until(() => tm.stats.connectionsOpen === 0, 'the connection to be dropped');
+  });
+
   it('fails a send to a closed port with a retriable coded error', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));

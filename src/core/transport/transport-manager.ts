@@ -200,13 +200,16 @@ export class TransportManager {
     const target = responseTarget(via);
     if (!target) throw new TransportError('TRANSPORT_NO_ROUTE', `no transport for Via ${via.transport}`, false);
     const bytes = serialize(res);
+    // s18.2.2: "the response MUST be sent using the existing connection to the source of the
+    // original request" -- also when a confused client put UDP in the Via of a TCP request.
+    const own = to?.connectionId !== undefined ? this.live(to.connectionId) : undefined;
+    if (own) return this.write(own, bytes);
     if (target.transport === 'udp') {
       return this.sendUdp(bytes, target.address, target.port, to?.transport === 'udp' ? to.local : undefined);
     }
     // The request's own connection first, then any open one to where it came from, then connect.
     let conn: Connection | undefined;
-    if (to?.connectionId !== undefined) conn = this.live(to.connectionId);
-    if (!conn && target.connectionPort !== undefined && target.connectionAddress !== undefined) {
+    if (target.connectionPort !== undefined && target.connectionAddress !== undefined) {
       conn = this.findRemote(target.transport, target.connectionAddress, target.connectionPort);
     }
     conn ??= await this.streamTo(target.transport, target.address, target.port, undefined);
