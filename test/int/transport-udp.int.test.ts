@@ -95,6 +95,13 @@ describe('UDP transport on loopback', () => {
     expect(received).toHaveLength(0);
   });
 
+  it('answers 400 to a request whose lower Via is malformed, sending it by the top Via', async () => {
+    send(register({ via: 'SIP/2.0/UDP 10.1.2.3:5060;rport;branch=z9hG4bKudp2, SIP2.0/TCP broken' }));
+    await until(() => replies.length === 1, 'the 400');
+    expect(replies[0]).toMatch(/^SIP\/2\.0 400 Bad Request \([^\r]*Via[^\r]*\)\r\n/);
+    expect(replies[0]).toContain(`rport=${client.address().port}`);
+  });
+
   it('answers an unsupported SIP version with 505', async () => {
     send(register().replace('REGISTER sip:example.com SIP/2.0', 'REGISTER sip:example.com SIP/3.0'));
     await until(() => replies.length === 1, 'the 505');

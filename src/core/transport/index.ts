@@ -7,4 +7,4 @@ export {
 } from './transport-manager.js';
 export { TransportError, type TransportErrorCode } from './errors.js';
 export { StreamFramer, type FrameEvent, type FramerLimits, contentLength } from './stream-framer.js';
-export { stampVia, responseTarget, defaultPortFor, type ResponseTarget } from './via.js';
+export { firstVia, stampVia, responseTarget, defaultPortFor, type ResponseTarget } from './via.js';

@@ -17,7 +17,7 @@ import {
 } from '../sip/index.js';
 import { TransportError } from './errors.js';
 import { StreamFramer } from './stream-framer.js';
-import { responseTarget, stampVia } from './via.js';
+import { firstVia, responseTarget, stampVia } from './via.js';
 
 export interface ListenSpec {
   transport: Transport;
@@ -192,7 +192,7 @@ export class TransportManager {
     if (this.closing) throw new TransportError('TRANSPORT_CLOSED', 'transport closed', false);
     let via;
     try {
-      via = res.topVia();
+      via = firstVia(res);
     } catch (err) {
       throw new TransportError('TRANSPORT_NO_ROUTE', 'response has a malformed top Via', false, { cause: err });
     }

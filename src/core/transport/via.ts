@@ -1,5 +1,16 @@
 import { isIP } from 'node:net';
-import { type SipRequest, type Source, type Transport, type Via, formatVia } from '../sip/index.js';
+import { type SipMessage, type SipRequest, type Source, type Transport, type Via, formatVia, parseVia, splitCommaList } from '../sip/index.js';
+
+/**
+ * The top Via value, parsed on its own: an answer only needs the top one, and a request whose lower
+ * Via values are malformed must still get its 400 (SipMessage.topVia() parses them all).
+ */
+export function firstVia(msg: SipMessage): Via | undefined {
+  const row = msg.headers.find((h) => h.key === 'via');
+  if (!row) return undefined;
+  const first = splitCommaList(row.value)[0];
+  return first === undefined ? undefined : parseVia(first);
+}
 
 /**
  * Records where a request really came from in its top Via, before anyone else looks at it.
@@ -16,7 +27,7 @@ import { type SipRequest, type Source, type Transport, type Via, formatVia } fro
  * Returns true when the top Via was rewritten.
  */
 export function stampVia(req: SipRequest, source: Pick<Source, 'address' | 'port'>): boolean {
-  const via = req.topVia();
+  const via = firstVia(req);
   if (!via) return false;
   const rport = via.params.get('rport');
   const wantsRport = via.params.has('rport') && (rport === null || rport === '');
