@@ -1,5 +1,6 @@
-import { type ResponseOptions, type SipRequest, type SipResponse, createResponse, newTag } from '../sip/index.js';
+import { type ResponseOptions, type SipRequest, type SipResponse, createResponse } from '../sip/index.js';
 import type { TransactionContext } from './context.js';
+import { poolTag } from './tags.js';
 import { TimerSet } from './timers.js';
 
 /**
@@ -36,7 +37,7 @@ export interface ServerTransaction {
 /** Base of the two server transaction kinds; the layer drives it through the methods below. */
 export abstract class ServerTransactionBase implements ServerTransaction {
   readonly kind = 'server' as const;
-  readonly toTag = newTag();
+  private tag: string | undefined;
   abstract readonly isInvite: boolean;
   state: ServerTransactionState;
   lastResponse: SipResponse | undefined;
@@ -55,6 +56,11 @@ export abstract class ServerTransactionBase implements ServerTransaction {
     this.state = initial;
     this.timers = new TimerSet(ctx.timers);
     this.reliable = request.source !== undefined && request.source.transport !== 'udp';
+  }
+
+  /** Made on first use: relayed responses carry the downstream tag and never need ours. */
+  get toTag(): string {
+    return (this.tag ??= poolTag());
   }
 
   abstract reply(res: SipResponse): void;
