@@ -30,7 +30,10 @@ export interface AppendResult {
   readonly position: LogPosition;
 }
 
-/** Receives every record from the cursor on, in log order per partition; awaited before the next. */
+/**
+ * Receives every record from the cursor on, in log order per partition; awaited before the next.
+ * Each record's position is the whole cursor after it (every partition, starting from `from`).
+ */
 export type TailHandler = (record: LogRecord) => void | Promise<void>;
 
 export interface TailOptions {
@@ -68,8 +71,8 @@ export interface EventLog {
 
 /** True when cursor `a` has reached `b` in every partition `b` names. */
 export function covers(a: LogPosition, b: LogPosition): boolean {
-  for (const [p, offset] of Object.entries(b)) {
-    if ((a[p] ?? 0) < offset) return false;
+  for (const p in b) {
+    if ((a[p] ?? 0) < b[p]!) return false;
   }
   return true;
 }

@@ -17,7 +17,6 @@ import {
   covers,
   isLogPosition,
   LogError,
-  mergePositions,
   START,
   type EventLog,
   type LogPosition,
@@ -177,7 +176,8 @@ export class Ledger {
         this.#logger.error({ err, projection: p.name, type: event.type, id: event.id }, 'event not applied');
       }
     }
-    this.#position = mergePositions(this.#position, record.position);
+    // Tail positions are whole cursors (EventLog.tail), so the newest one is where the ledger stands.
+    this.#position = record.position;
     this.#applied++;
     for (const listener of this.#listeners) {
       try {

@@ -1,0 +1,200 @@
+/**
+ * Event log benchmark: `node --import tsx bench/log-bench.ts [--events 1000000] [--contacts 100000]`
+ *
+ * Prints:
+ *  - append throughput with fsync=batch (FileLog alone, and through Ledger: schema check + projections)
+ *  - rebuild rate: Ledger.open replaying a file log of N registration events, no snapshot
+ *  - start-to-lookup: a fresh process that opens a snapshot of M live contacts and answers a lookup
+ *  - heap bytes per live contact in the location projection
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, stat, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { FileLog } from '../src/backends/log/file-log.js';
+import { contactBound, contactRefreshed, type SipledgerEvent } from '../src/core/log/events.js';
+import { Ledger } from '../src/core/log/ledger.js';
+import { LocationProjection } from '../src/projections/location.js';
+
+const startedAt = performance.timeOrigin;
+const logger = pino({ level: 'warn' }, pino.destination(2));
+const T0 = Date.UTC(2024, 0, 1);
+const DAY = 24 * 3_600_000;
+
+function registration(n: number, aors: number, time: number): SipledgerEvent {
+  const k = n % aors;
+  const user = `user${k}`;
+  const uri = `sip:${user}@10.${(k >> 16) & 255}.${(k >> 8) & 255}.${k & 255}:5060;transport=udp`;
+  const payload = {
+    aor: `sip:${user}@bench.example.com`,
+    contact: `<${uri}>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-${String(k).padStart(12, '0')}>";reg-id=1`,
+    uri,
+    expiresAt: time + 10 * 365 * DAY,
+    q: 1,
+    callId: `${k}-reg@10.0.0.1`,
+    cseq: Math.floor(n / aors) + 1,
+    userAgent: 'Yealink SIP-T46S 66.86.0.15',
+    source: { address: `10.${(k >> 16) & 255}.${(k >> 8) & 255}.${k & 255}`, port: 5060, transport: 'udp' as const },
+    instanceId: `<urn:uuid:00000000-0000-1000-8000-${String(k).padStart(12, '0')}>`,
+    regId: 1,
+  };
+  return n < aors ? contactBound(payload, { time }) : contactRefreshed(payload, { time });
+}
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const f of await readdir(dir)) total += (await stat(path.join(dir, f))).size;
+  return total;
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+async function benchAppend(root: string): Promise<void> {
+  const total = 200_000;
+  const concurrency = 512;
+  for (const mode of ['FileLog', 'Ledger'] as const) {
+    const dir = path.join(root, `append-${mode}`);
+    const log = await FileLog.open({ dir, fsync: 'batch', logger });
+    const ledger = mode === 'Ledger' ? await Ledger.open({ log, logger }) : undefined;
+    const events = Array.from({ length: total }, (_, i) => registration(i, total, T0 + i));
+    let next = 0;
+    const t = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < total) {
+          const e = events[next++]!;
+          if (ledger) await ledger.append([e]);
+          else await log.append([e]);
+        }
+      }),
+    );
+    const s = (performance.now() - t) / 1000;
+    const { groups } = log.stats;
+    console.log(
+      `append, fsync=batch, ${mode}: ${fmt(total / s)} events/s (${fmt(total)} single-event appends from ${concurrency} concurrent writers, ${fmt(groups)} group commits = ${fmt(groups)} fdatasyncs)`,
+    );
+    if (ledger) await ledger.close();
+    else await log.close();
+  }
+}
+
+async function writeLog(dir: string, count: number, aors: number): Promise<void> {
+  const log = await FileLog.open({ dir, fsync: 'none', logger });
+  const batch = 5000;
+  for (let i = 0; i < count; i += batch) {
+    const events: SipledgerEvent[] = [];
+    for (let j = i; j < Math.min(count, i + batch); j++) events.push(registration(j, aors, T0 + j));
+    await log.append(events);
+  }
+  await log.close();
+}
+
+async function benchRebuild(root: string, count: number): Promise<void> {
+  const dir = path.join(root, 'rebuild');
+  const aors = 100_000;
+  await writeLog(dir, count, aors);
+  const bytes = await dirBytes(dir);
+
+  const tRead = performance.now();
+  const log = await FileLog.open({ dir, logger });
+  let n = 0;
+  for await (const _r of log.read('start')) n++;
+  const readS = (performance.now() - tRead) / 1000;
+  await log.close();
+
+  const t = performance.now();
+  const ledger = await Ledger.open({ log: await FileLog.open({ dir, logger }), logger });
+  const s = (performance.now() - t) / 1000;
+  console.log(
+    `rebuild: ${fmt(ledger.appliedCount / s)} events/s into location+audit+calls (${fmt(ledger.appliedCount)} registration events, ${(bytes / 1e6).toFixed(0)} MB, ${s.toFixed(2)} s, ${fmt(ledger.location.count(T0))} live contacts); raw log read ${fmt(n / readS)} events/s`,
+  );
+  await ledger.close();
+}
+
+async function benchStartToLookup(root: string, contacts: number): Promise<void> {
+  const logDir = path.join(root, 'lookup-log');
+  const snapshotDir = path.join(root, 'lookup-snap');
+  await writeLog(logDir, contacts, contacts);
+  const ledger = await Ledger.open({ log: await FileLog.open({ dir: logDir, logger }), snapshotDir, logger });
+  await ledger.snapshot();
+  await ledger.close();
+  const snapBytes = (await stat(path.join(snapshotDir, 'ledger-snapshot.json'))).size;
+
+  const script = fileURLToPath(import.meta.url);
+  const spawnedAt = performance.now();
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, '--child-lookup', logDir, snapshotDir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let text = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (text += c));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`lookup child exited ${code}`))));
+  });
+  const result = JSON.parse(out) as { sinceProcessStart: number; spawnToServedOffset: number; found: number; bytesPerContact: number };
+  const spawnToServed = result.spawnToServedOffset - spawnedAt;
+  console.log(
+    `start to first lookup with ${fmt(contacts)} live contacts via snapshot: ${(spawnToServed / 1000).toFixed(2)} s from spawn (${(result.sinceProcessStart / 1000).toFixed(2)} s since the process started; snapshot ${(snapBytes / 1e6).toFixed(0)} MB; lookup found ${result.found} binding)`,
+  );
+  console.log(`location projection memory: ${fmt(result.bytesPerContact)} heap bytes per live contact`);
+}
+
+async function childLookup(logDir: string, snapshotDir: string): Promise<void> {
+  const ledger = await Ledger.open({ log: await FileLog.open({ dir: logDir, logger }), snapshotDir, logger, snapshotEvery: 0 });
+  const found = ledger.location.bindings('sip:user4242@bench.example.com', T0).length;
+  const servedAt = performance.now();
+  const sinceProcessStart = servedAt;
+  // Memory: rebuild the location projection alone from the snapshot and weigh the heap around it.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const state = ledger.location.toSnapshot();
+  await ledger.close();
+  gc?.();
+  const before = process.memoryUsage().heapUsed;
+  const p = new LocationProjection();
+  p.restore(structuredClone(state));
+  gc?.();
+  const after = process.memoryUsage().heapUsed;
+  const live = p.count(T0);
+  process.stdout.write(
+    JSON.stringify({
+      sinceProcessStart,
+      // Convert to the parent's clock: both use the same wall clock through timeOrigin.
+      spawnToServedOffset: startedAt + servedAt - parentOrigin(),
+      found,
+      // structuredClone's copy is freed by gc before `after` only if unreferenced: it is owned by p now.
+      bytesPerContact: (after - before) / live,
+    }),
+  );
+}
+
+function parentOrigin(): number {
+  return Number(process.env.SIPLEDGER_BENCH_PARENT_ORIGIN ?? startedAt);
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--child-lookup') {
+    await childLookup(process.argv[3]!, process.argv[4]!);
+    return;
+  }
+  process.env.SIPLEDGER_BENCH_PARENT_ORIGIN = String(performance.timeOrigin);
+  const events = arg('events', 1_000_000);
+  const contacts = arg('contacts', 100_000);
+  const root = await mkdtemp(path.join(tmpdir(), 'sipledger-bench-'));
+  try {
+    console.log(`sipledger event log benchmark (node ${process.version}, ${root})`);
+    await benchAppend(root);
+    await benchRebuild(root, events);
+    await benchStartToLookup(root, contacts);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+await main();
