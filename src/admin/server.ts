@@ -16,7 +16,10 @@ export interface AdminOptions {
   readonly logger: Logger;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+/** True for an address that only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(address: string): boolean {
+  return address === 'localhost' || address === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address);
+}
 
 export class AdminServer {
   private constructor(
@@ -25,7 +28,7 @@ export class AdminServer {
   ) {}
 
   static async start(app: Sipledger, opts: AdminOptions): Promise<AdminServer> {
-    if (!LOOPBACK.has(opts.address) && !opts.token) {
+    if (!isLoopback(opts.address) && !opts.token) {
       throw new Error(`admin.token: required when the admin API listens on ${opts.address} (not loopback)`);
     }
     const tokenHash = opts.token ? createHash('sha256').update(opts.token).digest() : undefined;

@@ -19,8 +19,19 @@ Usage: sipledger <command> [options]
 Commands:
 ${list}
 
-Run 'sipledger <command> --help' for a command's options.
+Every command takes -c FILE (the configuration; without it, the embedded quick-start
+configuration with its data in ./data). Run 'sipledger <command> --help' (or
+'sipledger help <command>') for a command's options and examples.
+
+Examples:
+  sipledger start                                  quick start on 127.0.0.1:5060
+  sipledger config check /etc/sipledger/sipledger.yaml
+  sipledger users add carol@example.com -c site.yaml < password.txt
+  sipledger location show alice@example.com --at 2h -c site.yaml
+  sipledger audit failed --since 24h -c site.yaml
+
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+Documentation: README.md, docs/operations.md, docs/configuration.md, docs/cli.md.
 `;
 }
 

@@ -1,13 +1,16 @@
 import { parseArgs, UsageError } from '../args.js';
 import { ConfigError, loadConfig } from '../../config/config.js';
+import { checkOperational } from './shared.js';
 import type { Command } from './index.js';
 
 export const configCommand: Command = {
   summary: 'check a configuration file (sipledger config check FILE)',
   help: `Usage: sipledger config check FILE
 
-Validates FILE against the configuration schema and the references between its sections
-(domains -> backends), and checks that secrets named by {env: ...} or {file: ...} are present.
+Validates FILE against the configuration schema (schemas/config.schema.json) and the references
+between its sections (domains -> backends), checks that secrets named by {env: ...} or
+{file: ...} are present, that memory backends' usersFile can be read, and that an admin API
+bound off loopback has a token. Opens no socket and connects to nothing.
 Prints 'FILE: ok' and exits 0, or lists every problem with its key path and exits 2.
 `,
   async run(argv) {
@@ -16,6 +19,7 @@ Prints 'FILE: ok' and exits 0, or lists every problem with its key path and exit
       const [sub, file] = positionals;
       if (sub !== 'check' || !file) throw new UsageError('usage: sipledger config check FILE');
       const cfg = loadConfig(file);
+      checkOperational(cfg, file);
       process.stdout.write(
         `${file}: ok (${cfg.domains.length} domain(s), backends: ${Object.entries(cfg.backends)
           .map(([n, b]) => `${n}=${b.type}`)

@@ -1,5 +1,10 @@
 import { startCommand } from './start.js';
 import { configCommand } from './config.js';
+import { usersCommand } from './users.js';
+import { locationCommand } from './location.js';
+import { auditCommand } from './audit.js';
+import { logCommand } from './log.js';
+import { rebuildCommand } from './rebuild.js';
 
 export interface Command {
   readonly summary: string;
@@ -11,4 +16,9 @@ export interface Command {
 export const commands: Record<string, Command> = {
   start: startCommand,
   config: configCommand,
+  users: usersCommand,
+  location: locationCommand,
+  audit: auditCommand,
+  log: logCommand,
+  rebuild: rebuildCommand,
 };
