@@ -78,6 +78,11 @@ for (let c = 0; c < 128; c++) {
   if (/[A-Za-z0-9.!%*_+`'~-]/.test(ch)) TOKEN_CHARS[c] = 1;
 }
 
+/** True for a character code allowed in an RFC 3261 token. */
+export function isTokenChar(c: number): boolean {
+  return c < 128 && TOKEN_CHARS[c] === 1;
+}
+
 /** True when `s[start, end)` is a non-empty RFC 3261 token. */
 export function isToken(s: string, start = 0, end = s.length): boolean {
   if (end <= start) return false;
@@ -105,8 +110,33 @@ function isLwsChar(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 }
 
+/**
+ * The spellings phones and proxies actually send, grouped by length, so that the common case is a
+ * couple of string comparisons instead of hashing a freshly sliced string for a Map lookup.
+ */
+const KNOWN_BY_LENGTH: Array<Array<readonly [string, string]>> = [];
+for (const key of [
+  'via', 'from', 'to', 'call-id', 'cseq', 'contact', 'max-forwards', 'content-length', 'content-type',
+  'expires', 'user-agent', 'authorization', 'proxy-authorization', 'www-authenticate', 'proxy-authenticate',
+  'route', 'record-route', 'allow', 'supported', 'server', 'accept', 'require', 'proxy-require', 'path',
+  'event', 'subject', 'date', 'timestamp', 'allow-events', 'min-expires', 'retry-after', 'warning', 'privacy',
+]) {
+  const spellings = new Set([key, canonicalName(key), key.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase()), key.toUpperCase()]);
+  for (const spelling of spellings) (KNOWN_BY_LENGTH[spelling.length] ??= []).push([spelling, key]);
+}
+for (const [compact, key] of Object.entries(COMPACT)) {
+  (KNOWN_BY_LENGTH[1] ??= []).push([compact, key], [compact.toUpperCase(), key]);
+}
+
 /** Lowercase long-form key for a header name as written on the wire. */
 export function headerKey(name: string): string {
+  const known = KNOWN_BY_LENGTH[name.length];
+  if (known !== undefined) {
+    for (let i = 0; i < known.length; i++) {
+      const entry = known[i]!;
+      if (entry[0] === name) return entry[1];
+    }
+  }
   const cached = keyCache.get(name);
   if (cached !== undefined) return cached;
   const lower = name.toLowerCase();

@@ -50,7 +50,7 @@ export abstract class SipMessage {
   wire: Buffer | undefined;
   source: Source | undefined;
 
-  private cache: Map<string, unknown> | undefined;
+  private parsed: ParsedHeaders | undefined;
 
   constructor(headers: HeaderField[], body: Buffer) {
     this.headers = headers;
@@ -172,14 +172,27 @@ export abstract class SipMessage {
   protected touched(key: string): void {
     this.modified = true;
     this.wire = undefined;
-    this.cache?.delete(key);
+    const p = this.parsed;
+    if (p === undefined) return;
+    const field = FIELD.get(key);
+    if (field !== undefined) p[field] = UNSET;
+    else p.other?.delete(key);
   }
 
   protected cached<T>(key: string, compute: () => T): T {
-    if (!this.cache) this.cache = new Map();
-    if (this.cache.has(key)) return this.cache.get(key) as T;
+    const p = (this.parsed ??= new ParsedHeaders());
+    const field = FIELD.get(key);
+    if (field !== undefined) {
+      const hit = p[field];
+      if (hit !== UNSET) return hit as T;
+      const v = compute();
+      p[field] = v;
+      return v;
+    }
+    p.other ??= new Map();
+    if (p.other.has(key)) return p.other.get(key) as T;
     const v = compute();
-    this.cache.set(key, v);
+    p.other.set(key, v);
     return v;
   }
 
@@ -187,7 +200,15 @@ export abstract class SipMessage {
 
   /** Every Via value, top first. */
   vias(): Via[] {
-    return this.cached('via', () => this.getAll('via').map((v) => wrap('Via', () => parseVia(v))));
+    const p = (this.parsed ??= new ParsedHeaders());
+    if (p.via !== UNSET) return p.via as Via[];
+    const out: Via[] = [];
+    for (const h of this.headers) {
+      if (h.key !== 'via') continue;
+      for (const v of splitCommaList(h.value)) out.push(wrap('Via', parseVia, v));
+    }
+    p.via = out;
+    return out;
   }
 
   topVia(): Via | undefined {
@@ -195,37 +216,44 @@ export abstract class SipMessage {
   }
 
   from(): NameAddr {
-    return this.cached('from', () => required(this, 'From', parseNameAddr));
+    const p = (this.parsed ??= new ParsedHeaders());
+    if (p.from !== UNSET) return p.from as NameAddr;
+    return (p.from = required(this, 'From', parseNameAddr));
   }
 
   to(): NameAddr {
-    return this.cached('to', () => required(this, 'To', parseNameAddr));
+    const p = (this.parsed ??= new ParsedHeaders());
+    if (p.to !== UNSET) return p.to as NameAddr;
+    return (p.to = required(this, 'To', parseNameAddr));
   }
 
   get callId(): string {
-    return this.cached('call-id', () => {
-      const g = this.get('call-id');
-      const v = g === undefined ? undefined : trimLws(g);
-      if (!v) throw new HeaderError('Call-ID', 'missing Call-ID');
-      return v;
-    });
+    const p = (this.parsed ??= new ParsedHeaders());
+    if (p.callId !== UNSET) return p.callId as string;
+    const g = this.get('call-id');
+    const v = g === undefined ? undefined : trimLws(g);
+    if (!v) throw new HeaderError('Call-ID', 'missing Call-ID');
+    return (p.callId = v);
   }
 
   cseq(): CSeq {
-    return this.cached('cseq', () => required(this, 'CSeq', parseCSeq));
+    const p = (this.parsed ??= new ParsedHeaders());
+    if (p.cseq !== UNSET) return p.cseq as CSeq;
+    return (p.cseq = required(this, 'CSeq', parseCSeq));
   }
 
   /** Max-Forwards, or undefined when absent. */
   maxForwards(): number | undefined {
-    return this.cached('max-forwards', () => {
-      const v = this.get('max-forwards');
-      if (v === undefined) return undefined;
-      const t = trimLws(v);
-      // Max-Forwards = 1*DIGIT, "an integer in the range 0-255" (RFC 3261 s20.22); leading zeros are
-      // allowed (RFC 4475 s3.1.1.1).
-      if (!/^\d{1,10}$/.test(t) || Number(t) > 255) throw new HeaderError('Max-Forwards', `malformed Max-Forwards: ${t.slice(0, 20)}`);
-      return Number(t);
-    });
+    const p = (this.parsed ??= new ParsedHeaders());
+    if (p.maxForwards !== UNSET) return p.maxForwards as number | undefined;
+    const v = this.get('max-forwards');
+    if (v === undefined) return (p.maxForwards = undefined);
+    const t = trimLws(v);
+    // Max-Forwards = 1*DIGIT, "an integer in the range 0-255" (RFC 3261 s20.22); leading zeros are
+    // allowed (RFC 4475 s3.1.1.1).
+    const n = digits(t, 10);
+    if (n === undefined || n > 255) throw new HeaderError('Max-Forwards', `malformed Max-Forwards: ${t.slice(0, 20)}`);
+    return (p.maxForwards = n);
   }
 
   /** Contact values; `'*'` for the wildcard (RFC 3261 s10.2.2). */
@@ -235,17 +263,17 @@ export abstract class SipMessage {
       if (values.length === 1 && values[0] === '*') return '*' as const;
       return values.map((v) => {
         if (v === '*') throw new HeaderError('Contact', "'*' must be the only Contact");
-        return wrap('Contact', () => parseNameAddr(v));
+        return wrap('Contact', parseNameAddr, v);
       });
     });
   }
 
   routes(): NameAddr[] {
-    return this.cached('route', () => this.getAll('route').map((v) => wrap('Route', () => parseNameAddr(v))));
+    return this.cached('route', () => this.getAll('route').map((v) => wrap('Route', parseNameAddr, v)));
   }
 
   recordRoutes(): NameAddr[] {
-    return this.cached('record-route', () => this.getAll('record-route').map((v) => wrap('Record-Route', () => parseNameAddr(v))));
+    return this.cached('record-route', () => this.getAll('record-route').map((v) => wrap('Record-Route', parseNameAddr, v)));
   }
 
   /** The Expires header as a number of seconds, or undefined. */
@@ -254,8 +282,9 @@ export abstract class SipMessage {
       const v = this.get('expires');
       if (v === undefined) return undefined;
       const t = trimLws(v);
-      if (!/^\d{1,10}$/.test(t)) throw new HeaderError('Expires', `malformed Expires: ${t.slice(0, 20)}`);
-      return Number(t);
+      const n = digits(t, 10);
+      if (n === undefined) throw new HeaderError('Expires', `malformed Expires: ${t.slice(0, 20)}`);
+      return n;
     });
   }
 }
@@ -265,7 +294,7 @@ export class SipRequest extends SipMessage {
   method: string;
   uri: string;
   version: string;
-  private parsed: SipUri | undefined;
+  private parsedUri: SipUri | undefined;
 
   constructor(method: string, uri: string, headers: HeaderField[], body: Buffer, version = 'SIP/2.0') {
     super(headers, body);
@@ -276,13 +305,13 @@ export class SipRequest extends SipMessage {
 
   /** The Request-URI, parsed (throws HeaderError when malformed). */
   requestUri(): SipUri {
-    if (!this.parsed) this.parsed = wrap('Request-URI', () => parseUri(this.uri));
-    return this.parsed;
+    if (!this.parsedUri) this.parsedUri = wrap('Request-URI', parseUri, this.uri);
+    return this.parsedUri;
   }
 
   setRequestUri(uri: string): void {
     this.uri = uri;
-    this.parsed = undefined;
+    this.parsedUri = undefined;
     this.modified = true;
     this.wire = undefined;
   }
@@ -322,9 +351,9 @@ function outName(name: string, key: string): string {
   return name.length === 1 || name === key ? canonicalName(key) : name;
 }
 
-function wrap<T>(header: string, fn: () => T): T {
+function wrap<A, T>(header: string, fn: (arg: A) => T, arg: A): T {
   try {
-    return fn();
+    return fn(arg);
   } catch (err) {
     if (err instanceof HeaderError) throw err;
     throw new HeaderError(header, (err as Error).message);
@@ -334,5 +363,49 @@ function wrap<T>(header: string, fn: () => T): T {
 function required<T>(msg: SipMessage, header: string, parse: (v: string) => T): T {
   const v = msg.get(header);
   if (v === undefined) throw new HeaderError(header, `missing ${header}`);
-  return wrap(header, () => parse(v));
+  return wrap(header, parse, v);
 }
+
+/** The value of 1 to `max` ASCII digits, or undefined. */
+function digits(t: string, max: number): number | undefined {
+  if (t.length === 0 || t.length > max) return undefined;
+  let n = 0;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) return undefined;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+const UNSET: unique symbol = Symbol('unset');
+
+/** Parsed header values, one field per header routing reads, so a lookup is a property load. */
+class ParsedHeaders {
+  via: unknown = UNSET;
+  from: unknown = UNSET;
+  to: unknown = UNSET;
+  callId: unknown = UNSET;
+  cseq: unknown = UNSET;
+  maxForwards: unknown = UNSET;
+  contact: unknown = UNSET;
+  route: unknown = UNSET;
+  recordRoute: unknown = UNSET;
+  expires: unknown = UNSET;
+  other: Map<string, unknown> | undefined = undefined;
+}
+
+type ParsedField = Exclude<keyof ParsedHeaders, 'other'>;
+
+const FIELD = new Map<string, ParsedField>([
+  ['via', 'via'],
+  ['from', 'from'],
+  ['to', 'to'],
+  ['call-id', 'callId'],
+  ['cseq', 'cseq'],
+  ['max-forwards', 'maxForwards'],
+  ['contact', 'contact'],
+  ['route', 'route'],
+  ['record-route', 'recordRoute'],
+  ['expires', 'expires'],
+]);

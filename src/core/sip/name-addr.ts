@@ -1,6 +1,6 @@
 import { type Params, parseParams, formatParams } from './params.js';
 import { type SipUri, parseUri, parseHostPort, UriError } from './uri.js';
-import { isToken, trimLws } from './headers.js';
+import { isToken, isTokenChar, trimLws } from './headers.js';
 
 /** `[display-name] <uri> *(;param)` or `addr-spec *(;param)` (RFC 3261 s20.10, s20.20, s20.39). */
 export interface NameAddr {
@@ -114,7 +114,7 @@ export function parseVia(text: string): Via {
 }
 
 function tokenEnd(s: string, i: number): number {
-  while (i < s.length && isToken(s, i, i + 1)) i++;
+  while (i < s.length && isTokenChar(s.charCodeAt(i))) i++;
   return i;
 }
 

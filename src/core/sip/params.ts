@@ -15,7 +15,7 @@ export function parseParams(text: string, start = 0, end = text.length): Params 
   while (i < end) {
     // skip separators and whitespace
     let ch = text.charCodeAt(i);
-    if (ch === 0x3b /* ; */ || ch === 0x20 || ch === 0x09) {
+    if (ch === 0x3b /* ; */ || isWs(ch)) {
       i++;
       continue;
     }
@@ -25,10 +25,10 @@ export function parseParams(text: string, start = 0, end = text.length): Params 
       if (ch === 0x3d /* = */ || ch === 0x3b) break;
       j++;
     }
-    const name = text.slice(i, j).trim().toLowerCase();
+    const name = paramName(text, i, j);
     if (j < end && text.charCodeAt(j) === 0x3d) {
       let k = j + 1;
-      while (k < end && (text.charCodeAt(k) === 0x20 || text.charCodeAt(k) === 0x09)) k++;
+      while (k < end && isWs(text.charCodeAt(k))) k++;
       if (k < end && text.charCodeAt(k) === 0x22) {
         let q = k + 1;
         while (q < end && text.charCodeAt(q) !== 0x22) {
@@ -41,7 +41,7 @@ export function parseParams(text: string, start = 0, end = text.length): Params 
       } else {
         let q = k;
         while (q < end && text.charCodeAt(q) !== 0x3b) q++;
-        if (name) params.set(name, text.slice(k, q).trim());
+        if (name) params.set(name, trimmed(text, k, q));
         i = q;
       }
     } else {
@@ -50,6 +50,29 @@ export function parseParams(text: string, start = 0, end = text.length): Params 
     }
   }
   return params;
+}
+
+/** White space as String.prototype.trim saw it for the ASCII range. */
+function isWs(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a || c === 0x0b || c === 0x0c;
+}
+
+/** The trimmed, lowercased parameter name in text[i, j); slices once in the common case. */
+function paramName(text: string, i: number, j: number): string {
+  for (let k = i; k < j; k++) {
+    const c = text.charCodeAt(k);
+    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return text.slice(i, j).trim().toLowerCase();
+  }
+  return trimmed(text, i, j);
+}
+
+/** text.slice(a, b).trim(), without the extra copy when there is nothing to trim. */
+function trimmed(text: string, a: number, b: number): string {
+  if (a >= b) return '';
+  const first = text.charCodeAt(a);
+  const last = text.charCodeAt(b - 1);
+  const v = text.slice(a, b);
+  return isWs(first) || isWs(last) || first >= 0x80 || last >= 0x80 ? v.trim() : v;
 }
 
 export function formatParams(params: Params): string {

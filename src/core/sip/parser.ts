@@ -134,19 +134,24 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
     const rawEnd = text.charCodeAt(lineEnd - 1) === 0x0d ? lineEnd - 1 : lineEnd;
     if (rawEnd <= lineStart) continue;
     const raw = text.slice(lineStart, rawEnd);
-    const line = folded ? unfold(raw) : raw;
-    if (line.length > limits.maxLineLength) {
+    // Scan the received text itself (a flat string) unless the row was folded; slicing only the
+    // pieces kept keeps this loop cheap.
+    const line = folded ? unfold(raw) : text;
+    const a = folded ? 0 : lineStart;
+    const z = folded ? line.length : rawEnd;
+    if (z - a > limits.maxLineLength) {
       problem ??= 'header line too long';
       continue;
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) {
+    let colon = a;
+    while (colon < z && line.charCodeAt(colon) !== 0x3a /* : */) colon++;
+    if (colon === a || colon === z) {
       problem ??= 'malformed header line';
       continue;
     }
     let nameEnd = colon;
-    while (nameEnd > 0 && (line.charCodeAt(nameEnd - 1) === 0x20 || line.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
-    if (!isToken(line, 0, nameEnd)) {
+    while (nameEnd > a && (line.charCodeAt(nameEnd - 1) === 0x20 || line.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
+    if (!isToken(line, a, nameEnd)) {
       problem ??= 'malformed header name';
       continue;
     }
@@ -154,9 +159,9 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
       problem ??= `too many headers (limit ${limits.maxHeaders})`;
       break;
     }
-    const name = nameEnd === colon ? line.slice(0, colon) : line.slice(0, nameEnd);
+    const name = line.slice(a, nameEnd);
     let vs = colon + 1;
-    let ve = line.length;
+    let ve = z;
     while (vs < ve && (line.charCodeAt(vs) === 0x20 || line.charCodeAt(vs) === 0x09)) vs++;
     while (ve > vs && (line.charCodeAt(ve - 1) === 0x20 || line.charCodeAt(ve - 1) === 0x09)) ve--;
     const key = headerKey(name);
@@ -215,14 +220,14 @@ const SINGLE_NAME: Record<'from' | 'to' | 'call-id' | 'cseq' | 'max-forwards', s
 
 /** The headers every transaction needs (RFC 3261 s8.1.1): parsed eagerly so bad ones get a 400. */
 function validateCore(msg: AnyMessage): string | undefined {
-  const seen = new Set<string>();
+  let seen = 0;
   for (const h of msg.headers) {
     const k = h.key;
-    if (k === 'from' || k === 'to' || k === 'call-id' || k === 'cseq' || k === 'max-forwards') {
-      // RFC 4475 s3.3.8: several values in a single-valued field are an error (400).
-      if (seen.has(k)) return `more than one ${SINGLE_NAME[k]} header`;
-      seen.add(k);
-    }
+    const bit = k === 'from' ? 1 : k === 'to' ? 2 : k === 'call-id' ? 4 : k === 'cseq' ? 8 : k === 'max-forwards' ? 16 : 0;
+    if (bit === 0) continue;
+    // RFC 4475 s3.3.8: several values in a single-valued field are an error (400).
+    if (seen & bit) return `more than one ${SINGLE_NAME[k as keyof typeof SINGLE_NAME]} header`;
+    seen |= bit;
   }
   try {
     if (msg.vias().length === 0) return 'missing Via';

@@ -70,8 +70,6 @@ export function parseUri(text: string): SipUri {
 }
 
 const SCHEME = /^[a-z][a-z0-9+.-]*$/;
-const HOSTNAME = /^[a-z0-9]([a-z0-9_.-]*[a-z0-9_])?\.?$|^[a-z0-9]$/;
-
 export function parseHostPort(hostport: string, context = hostport): { host: string; port: number | undefined } {
   let host: string;
   let portText: string | undefined;
@@ -88,18 +86,53 @@ export function parseHostPort(hostport: string, context = hostport): { host: str
   } else {
     const pc = hostport.indexOf(':');
     if (pc !== -1) {
-      host = hostport.slice(0, pc).toLowerCase();
+      host = lower(hostport.slice(0, pc));
       portText = hostport.slice(pc + 1);
-    } else host = hostport.toLowerCase();
-    if (!host || !HOSTNAME.test(host)) throw new UriError(`invalid host: ${truncate(context)}`);
+    } else host = lower(hostport);
+    if (!isHostname(host)) throw new UriError(`invalid host: ${truncate(context)}`);
   }
   let port: number | undefined;
   if (portText !== undefined) {
-    if (!/^\d{1,5}$/.test(portText)) throw new UriError(`invalid port: ${truncate(context)}`);
-    port = Number(portText);
+    if (portText.length === 0 || portText.length > 5) throw new UriError(`invalid port: ${truncate(context)}`);
+    port = 0;
+    for (let i = 0; i < portText.length; i++) {
+      const c = portText.charCodeAt(i) - 0x30;
+      if (c < 0 || c > 9) throw new UriError(`invalid port: ${truncate(context)}`);
+      port = port * 10 + c;
+    }
     if (port > 65535) throw new UriError(`port out of range: ${truncate(context)}`);
   }
   return { host, port };
+}
+
+/** Lowercases only when needed (most hosts arrive lowercase already). */
+function lower(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return s.toLowerCase();
+  }
+  return s;
+}
+
+/**
+ * hostname or IPv4address (RFC 3261 s25.1), lowercase: alphanumerics, '-', '.', and '_' (seen in
+ * the wild), starting with an alphanumeric, ending with an alphanumeric or '_', optionally a final '.'.
+ */
+function isHostname(h: string): boolean {
+  let end = h.length;
+  if (end === 0) return false;
+  if (end > 1 && h.charCodeAt(end - 1) === 0x2e /* . */) end--;
+  if (!alnum(h.charCodeAt(0))) return false;
+  for (let i = 1; i < end; i++) {
+    const c = h.charCodeAt(i);
+    if (!(alnum(c) || c === 0x2d || c === 0x2e || c === 0x5f)) return false;
+  }
+  const last = h.charCodeAt(end - 1);
+  return end === 1 || alnum(last) || last === 0x5f;
+}
+
+function alnum(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39);
 }
 
 /** Serialises a URI; an unchanged URI is returned exactly as written. */
