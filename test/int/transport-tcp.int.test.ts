@@ -224,6 +224,18 @@ describe('TCP transport on loopback', () => {
     await until(() => received.length === 2, 'requests on the admitted connections');
   });
 
+  it('refuses connections beyond the total cap', async () => {
+    await tm.close();
+    await start({ maxConnections: 1 });
+    const a = await peer();
+    await until(() => tm.stats.connectionsOpen === 1, 'one connection');
+    const b = await peer();
+    await until(() => b.closed, 'the refused connection to close');
+    a.write(options(14));
+    await until(() => received.length === 1, 'the request on the admitted connection');
+    expect(tm.stats.connectionsRejected).toBe(1);
+  });
+
   it('connects out to send a request, reuses the connection, and hands up the response that comes back on it', async () => {
     const serverSide: net.Socket[] = [];
     let got = '';

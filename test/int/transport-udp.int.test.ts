@@ -138,6 +138,23 @@ describe('UDP transport on loopback', () => {
   });
 });
 
+describe('logging of malformed input', () => {
+  it('logs malformed input once per source per interval, not once per datagram', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const tm = await TransportManager.listen({ listen: [{ transport: 'udp', address: '127.0.0.1', port: 0 }], limits: DEFAULT_LIMITS, logger });
+    const client = dgram.createSocket('udp4');
+    try {
+      for (let i = 0; i < 5; i++) client.send(Buffer.from(`garbage ${i}\r\n\r\n`), tm.listening()[0]!.port, '127.0.0.1');
+      await until(() => tm.stats.malformed === 5, 'all five datagrams');
+      expect(lines.filter((l) => l.includes('malformed SIP message'))).toHaveLength(1);
+    } finally {
+      client.close();
+      await tm.close();
+    }
+  });
+});
+
 describe('a parsed response is handed up with its source', () => {
   it('delivers responses without touching their Via', async () => {
     const tm = await TransportManager.listen({
