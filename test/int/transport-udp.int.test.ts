@@ -155,6 +155,41 @@ describe('logging of malformed input', () => {
   });
 });
 
+describe('SIP trace', () => {
+  it('logs messages in and out but never the credentials they carry', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const tm = await TransportManager.listen({ listen: [{ transport: 'udp', address: '127.0.0.1', port: 0 }], limits: DEFAULT_LIMITS, logger, trace: true });
+    const got: AnyMessage[] = [];
+    tm.onMessage((m) => got.push(m));
+    const client = dgram.createSocket('udp4');
+    try {
+      const secret = 'response="6629fae49393a05397450978507c4ef1"';
+      const text = register({
+        extra:
+          `Authorization: Digest username="alice", realm="example.com", nonce="abc",\r\n  uri="sip:example.com", ${secret}\r\n` +
+          `proxy-authorization: Digest username="alice", ${secret}\r\n`,
+      });
+      client.send(Buffer.from(text), tm.listening()[0]!.port, '127.0.0.1');
+      await until(() => got.length === 1, 'the request');
+      const req = got[0]!;
+      if (!req.isRequest) throw new Error('expected a request');
+      await tm.sendResponse(createResponse(req, 200));
+      const traced = lines.filter((l) => l.includes('"sip"'));
+      expect(traced).toHaveLength(2);
+      expect(traced[0]).toContain('REGISTER sip:example.com SIP/2.0');
+      expect(traced[0]).toContain('Authorization: <redacted>');
+      expect(traced[0]).toContain('proxy-authorization: <redacted>');
+      expect(traced[1]).toContain('SIP/2.0 200 OK');
+      expect(lines.join('\n')).not.toContain('6629fae49393a05397450978507c4ef1');
+      expect(lines.join('\n')).not.toContain('nonce=');
+    } finally {
+      client.close();
+      await tm.close();
+    }
+  });
+});
+
 describe('a parsed response is handed up with its source', () => {
   it('delivers responses without touching their Via', async () => {
     const tm = await TransportManager.listen({

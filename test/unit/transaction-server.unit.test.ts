@@ -372,6 +372,21 @@ describe('server transaction limits', () => {
     expect(layer.stats.serverTransactions).toBe(1);
   });
 
+  it('takes maxTransactions as the cap of each table', () => {
+    const clock = new FakeClock();
+    const sent: number[] = [];
+    const layer = new TransactionLayer({
+      transport: { send: async () => undefined, sendResponse: async (res) => void sent.push(res.status) },
+      logger: pino({ level: 'silent' }),
+      timers: clock,
+      maxTransactions: 2,
+      onRequest: () => undefined,
+    });
+    for (const b of ['z9hG4bKm1', 'z9hG4bKm2', 'z9hG4bKm3']) layer.receive(request('OPTIONS', { branch: b }));
+    expect(layer.stats.serverTransactions).toBe(2);
+    expect(sent).toEqual([503]);
+  });
+
   it('clears every timer on close', () => {
     const { layer, clock, delivered } = setup();
     layer.receive(request('INVITE'));

@@ -34,6 +34,8 @@ export interface TransactionLayerOptions {
    * an INVITE after its client transaction ended, which a proxy forwards statelessly (s16.7).
    */
   readonly onStrayResponse?: (res: SipResponse) => void;
+  /** Cap on each table (server and client transactions) unless set one by one below. */
+  readonly maxTransactions?: number;
   /** Most server transactions alive at once; beyond it new requests get 503 (default 20000). */
   readonly maxServerTransactions?: number;
   /** Most client transactions alive at once; beyond it sendRequest fails (default 40000). */
@@ -100,8 +102,8 @@ export class TransactionLayer {
     this.logger = opts.logger;
     this.onRequest = opts.onRequest;
     this.onStray = opts.onStrayResponse;
-    this.maxServers = opts.maxServerTransactions ?? 20_000;
-    this.maxClients = opts.maxClientTransactions ?? 40_000;
+    this.maxServers = opts.maxServerTransactions ?? opts.maxTransactions ?? 20_000;
+    this.maxClients = opts.maxClientTransactions ?? opts.maxTransactions ?? 40_000;
     this.retryAfter = opts.overloadRetryAfter ?? 5;
     this.ctx = {
       transport: opts.transport,

@@ -4,6 +4,7 @@ export {
   type Destination,
   type TransportOptions,
   type TransportStats,
+  redactCredentials,
 } from './transport-manager.js';
 export { TransportError, type TransportErrorCode } from './errors.js';
 export { StreamFramer, type FrameEvent, type FramerLimits, contentLength } from './stream-framer.js';

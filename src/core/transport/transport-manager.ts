@@ -52,6 +52,11 @@ export interface TransportOptions {
   maxWriteBufferBytes?: number;
   /** Malformed input is logged at most once per source address per this interval (default 60 s). */
   malformedLogIntervalMs?: number;
+  /**
+   * Logs every message received and sent (info level, `sip` field), with Authorization and
+   * Proxy-Authorization values redacted. For troubleshooting; off by default.
+   */
+  trace?: boolean;
 }
 
 export interface TransportStats {
@@ -131,6 +136,7 @@ export class TransportManager {
   private readonly maxWriteBuffer: number;
   private readonly logIntervalMs: number;
   private readonly tlsClient: tls.ConnectionOptions;
+  private readonly trace: boolean;
 
   private constructor(opts: TransportOptions) {
     this.logger = opts.logger;
@@ -142,6 +148,7 @@ export class TransportManager {
     this.maxWriteBuffer = opts.maxWriteBufferBytes ?? 1 << 20;
     this.logIntervalMs = opts.malformedLogIntervalMs ?? 60_000;
     this.tlsClient = opts.tlsClient ?? {};
+    this.trace = opts.trace ?? false;
   }
 
   /** Binds every listen address; rejects with TRANSPORT_LISTEN_FAILED (and binds nothing) if one fails. */
@@ -404,6 +411,7 @@ export class TransportManager {
   }
 
   private handleBytes(buf: Buffer, source: Source, datagram: boolean): void {
+    if (this.trace) this.traceMessage('in', source.transport, source.address, source.port, buf);
     const r = parseMessage(buf, this.limits, datagram);
     if (!r.ok) {
       this.stats.malformed++;
@@ -445,6 +453,10 @@ export class TransportManager {
     }
   }
 
+  private traceMessage(direction: 'in' | 'out', transport: Transport, address: string, port: number, bytes: Buffer): void {
+    this.logger.info({ direction, transport, remote: `${address}:${port}`, sip: redactCredentials(bytes.toString('utf8')) }, `SIP ${direction}`);
+  }
+
   private logOnce(key: string, obj: object, msg: string): void {
     const now = Date.now();
     const last = this.lastLogged.get(key);
@@ -469,6 +481,7 @@ export class TransportManager {
       this.stats.sendErrors++;
       throw new TransportError('TRANSPORT_NO_ROUTE', `no UDP listener for IPv${family}`, false);
     }
+    if (this.trace) this.traceMessage('out', 'udp', ip, port, bytes);
     await new Promise<void>((resolve, reject) => {
       sock.send(bytes, port, ip, (err) => {
         if (err) {
@@ -573,6 +586,7 @@ export class TransportManager {
       conn.socket.destroy();
       return Promise.reject(new TransportError('TRANSPORT_PEER_SLOW', `peer ${conn.remote.address}:${conn.remote.port} does not read`, true));
     }
+    if (this.trace) this.traceMessage('out', conn.transport, conn.remote.address, conn.remote.port, bytes);
     return new Promise<void>((resolve, reject) => {
       conn.socket.write(bytes, (err) => {
         if (err) {
@@ -586,6 +600,11 @@ export class TransportManager {
       });
     });
   }
+}
+
+/** Credentials never reach a log: the values of (Proxy-)Authorization rows, folded lines included. */
+export function redactCredentials(text: string): string {
+  return text.replace(/^((?:proxy-)?authorization)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*/gim, '$1: <redacted>');
 }
 
 function remoteKey(transport: Transport, address: string, port: number): string {
