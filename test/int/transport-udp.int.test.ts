@@ -155,6 +155,31 @@ describe('logging of malformed input', () => {
   });
 });
 
+describe('UDP over IPv6 loopback', () => {
+  it('stamps an IPv6 source and answers it at received:rport', async () => {
+    const tm = await TransportManager.listen({ listen: [{ transport: 'udp', address: '::1', port: 0 }], limits: DEFAULT_LIMITS, logger: pino({ level: 'silent' }) });
+    const got: AnyMessage[] = [];
+    tm.onMessage((m) => got.push(m));
+    const client = dgram.createSocket('udp6');
+    const replies: string[] = [];
+    client.on('message', (b) => replies.push(b.toString()));
+    try {
+      await new Promise<void>((r) => client.bind(0, '::1', () => r()));
+      client.send(Buffer.from(register({ via: 'SIP/2.0/UDP [2001:db8::5]:5060;rport;branch=z9hG4bKv6' })), tm.listening()[0]!.port, '::1');
+      await until(() => got.length === 1, 'the request');
+      const req = got[0]!;
+      if (!req.isRequest) throw new Error('expected a request');
+      expect(req.topVia()!.params.get('received')).toBe('::1');
+      await tm.sendResponse(createResponse(req, 200), req.source);
+      await until(() => replies.length === 1, 'the response');
+      expect(replies[0]).toContain(`rport=${client.address().port};branch=z9hG4bKv6;received=::1`);
+    } finally {
+      client.close();
+      await tm.close();
+    }
+  });
+});
+
 describe('SIP trace', () => {
   it('logs messages in and out but never the credentials they carry', async () => {
     const lines: string[] = [];
