@@ -14,7 +14,7 @@ export interface RegisterStep {
   readonly expires?: number;
   /** Final status expected for the authenticated REGISTER. */
   readonly expect: number;
-  /** Regular expressions the response's Contact header must match (each checked). */
+  /** POSIX extended regular expressions the response must match (each checked), e.g. on its Contact rows. */
   readonly contactMatches?: readonly string[];
   /** A header that must be present in the final response, e.g. 'Min-Expires:'. */
   readonly headerPresent?: string;
@@ -71,7 +71,7 @@ export function registerScenario(o: RegisterScenarioOptions): string {
     for (const re of step.contactMatches ?? []) {
       const v = `c${checkVar++}`;
       vars.push(v);
-      checks.push(`      <ereg regexp="${escapeXml(re)}" search_in="hdr" header="Contact:" check_it="true" assign_to="${v}"/>`);
+      checks.push(`      <ereg regexp="${escapeXml(re)}" search_in="msg" check_it="true" assign_to="${v}"/>`);
     }
     if (step.headerPresent) {
       const v = `c${checkVar++}`;
