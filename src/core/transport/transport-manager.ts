@@ -256,9 +256,13 @@ export class TransportManager {
   private async bindUdp(spec: ListenSpec): Promise<Listener> {
     const sock = dgram.createSocket({ type: net.isIPv6(spec.address) ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
-      sock.once('error', reject);
+      const failed = (err: Error): void => {
+        sock.close();
+        reject(err);
+      };
+      sock.once('error', failed);
       sock.bind({ address: spec.address, port: spec.port }, () => {
-        sock.off('error', reject);
+        sock.off('error', failed);
         resolve();
       });
     });
