@@ -111,29 +111,52 @@ function isLwsChar(c: number): boolean {
 }
 
 /**
- * The spellings phones and proxies actually send, grouped by length, so that the common case is a
- * couple of string comparisons instead of hashing a freshly sliced string for a Map lookup.
+ * The spellings phones and proxies actually send, indexed by length and first character, so that
+ * the common case is one or two string comparisons instead of hashing a freshly sliced name.
+ * Entries are [spelling, key] with the spelling as an internalised constant.
  */
-const KNOWN_BY_LENGTH: Array<Array<readonly [string, string]>> = [];
+const KNOWN: Array<Array<Array<readonly [string, string]> | undefined> | undefined> = [];
+function addKnown(spelling: string, key: string): void {
+  const byChar = (KNOWN[spelling.length] ??= []);
+  const list = (byChar[spelling.charCodeAt(0)] ??= []);
+  if (!list.some((e) => e[0] === spelling)) list.push([spelling, key]);
+}
 for (const key of [
   'via', 'from', 'to', 'call-id', 'cseq', 'contact', 'max-forwards', 'content-length', 'content-type',
   'expires', 'user-agent', 'authorization', 'proxy-authorization', 'www-authenticate', 'proxy-authenticate',
   'route', 'record-route', 'allow', 'supported', 'server', 'accept', 'require', 'proxy-require', 'path',
   'event', 'subject', 'date', 'timestamp', 'allow-events', 'min-expires', 'retry-after', 'warning', 'privacy',
 ]) {
-  const spellings = new Set([key, canonicalName(key), key.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase()), key.toUpperCase()]);
-  for (const spelling of spellings) (KNOWN_BY_LENGTH[spelling.length] ??= []).push([spelling, key]);
+  addKnown(canonicalName(key), key);
+  addKnown(key.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase()), key);
+  addKnown(key, key);
+  addKnown(key.toUpperCase(), key);
 }
 for (const [compact, key] of Object.entries(COMPACT)) {
-  (KNOWN_BY_LENGTH[1] ??= []).push([compact, key], [compact.toUpperCase(), key]);
+  addKnown(compact, key);
+  addKnown(compact.toUpperCase(), key);
+}
+
+/**
+ * The [spelling, key] of a well-known header name written at text[start, end), without slicing it,
+ * or undefined.
+ */
+export function knownHeader(text: string, start: number, end: number): readonly [string, string] | undefined {
+  const list = KNOWN[end - start]?.[text.charCodeAt(start)];
+  if (list === undefined) return undefined;
+  for (let i = 0; i < list.length; i++) {
+    const entry = list[i]!;
+    if (text.startsWith(entry[0], start)) return entry;
+  }
+  return undefined;
 }
 
 /** Lowercase long-form key for a header name as written on the wire. */
 export function headerKey(name: string): string {
-  const known = KNOWN_BY_LENGTH[name.length];
-  if (known !== undefined) {
-    for (let i = 0; i < known.length; i++) {
-      const entry = known[i]!;
+  const list = KNOWN[name.length]?.[name.charCodeAt(0)];
+  if (list !== undefined) {
+    for (let i = 0; i < list.length; i++) {
+      const entry = list[i]!;
       if (entry[0] === name) return entry[1];
     }
   }

@@ -16,6 +16,16 @@ export interface HeaderField {
 
 export type Transport = 'udp' | 'tcp' | 'tls';
 
+/**
+ * The received bytes of a message and, for each received row, its byte range there: `rows[i]`
+ * occupies `bytes[spans[2 * i], spans[2 * i + 1])`, its CRLF included.
+ */
+export interface WireLayout {
+  readonly bytes: Buffer;
+  readonly rows: readonly HeaderField[];
+  readonly spans: readonly number[];
+}
+
 /** Where a message came from: the network source, not what its headers claim. */
 export interface Source {
   readonly address: string;
@@ -49,6 +59,12 @@ export abstract class SipMessage {
   /** The received bytes, when this message came from the network and was not changed since. */
   wire: Buffer | undefined;
   source: Source | undefined;
+  /**
+   * Where the received rows sit in the received bytes (set by the parser when the header block is
+   * plain ASCII with CRLF line ends), so that untouched rows can be copied rather than re-encoded.
+   * Rows are immutable, so this stays valid whatever is later done to `headers`.
+   */
+  layout: WireLayout | undefined;
 
   private parsed: ParsedHeaders | undefined;
 
@@ -320,6 +336,7 @@ export class SipRequest extends SipMessage {
   clone(): SipRequest {
     const r = new SipRequest(this.method, this.uri, this.headers.slice(), this.body, this.version);
     r.source = this.source;
+    r.layout = this.layout;
     return r;
   }
 }
@@ -340,6 +357,7 @@ export class SipResponse extends SipMessage {
   clone(): SipResponse {
     const r = new SipResponse(this.status, this.reason, this.headers.slice(), this.body, this.version);
     r.source = this.source;
+    r.layout = this.layout;
     return r;
   }
 }

@@ -81,6 +81,12 @@ export interface Via {
 
 export function parseVia(text: string): Via {
   const raw = trimLws(text);
+  // The form nearly every Via takes: no white space inside sent-protocol, a common transport.
+  if (raw.startsWith('SIP/2.0/')) {
+    const t = raw.startsWith('UDP', 8) ? 'UDP' : raw.startsWith('TCP', 8) ? 'TCP' : raw.startsWith('TLS', 8) ? 'TLS' : undefined;
+    const c = raw.charCodeAt(11);
+    if (t !== undefined && (c === 0x20 || c === 0x09)) return viaFrom(raw, 'SIP/2.0', t, skipLws(raw, 12));
+  }
   // sent-protocol: SIP / 2.0 / UDP, with optional whitespace around the slashes (RFC 3261 s20.42).
   let i = 0;
   const nameEnd = tokenEnd(raw, i);
@@ -94,10 +100,12 @@ export function parseVia(text: string): Via {
   const trEnd = tokenEnd(raw, trStart);
   const hostStart = skipLws(raw, trEnd);
   if (trEnd === trStart || hostStart === trEnd) throw new UriError(`malformed Via: ${truncate(raw)}`);
-  const name = raw.slice(0, nameEnd);
-  const protocol = `${name === 'SIP' ? name : name.toUpperCase()}/${raw.slice(verStart, verEnd)}`;
-  const tr = raw.slice(trStart, trEnd);
-  const transport = tr === 'UDP' || tr === 'TCP' || tr === 'TLS' ? tr : tr.toUpperCase();
+  const protocol = `${raw.slice(0, nameEnd).toUpperCase()}/${raw.slice(verStart, verEnd)}`;
+  return viaFrom(raw, protocol, raw.slice(trStart, trEnd).toUpperCase(), hostStart);
+}
+
+/** The sent-by and parameters of a Via whose sent-protocol is already read. */
+function viaFrom(raw: string, protocol: string, transport: string, hostStart: number): Via {
   const semi = raw.indexOf(';', hostStart);
   let hostport = semi === -1 ? raw.slice(hostStart) : raw.slice(hostStart, semi);
   if (/\s/.test(hostport)) hostport = hostport.replace(/\s+/g, '');

@@ -1,4 +1,4 @@
-import { headerKey, isToken, splitCommaList } from './headers.js';
+import { headerKey, isToken, knownHeader, splitCommaList } from './headers.js';
 import { parseVia } from './name-addr.js';
 import { type HeaderField, HeaderError, SipRequest, SipResponse, type AnyMessage } from './message.js';
 
@@ -114,6 +114,9 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
   // Header rows, unfolding continuation lines (RFC 3261 s7.3.1: "a header field value MAY be
   // extended over multiple lines by preceding each extra line with at least one SP or HTAB").
   const headers: HeaderField[] = [];
+  // Byte ranges of the rows, kept when every character of the head is one byte (plain ASCII) and
+  // every row ends in CRLF, which is what phones send.
+  let spans: number[] | undefined = text.length === textEnd - start && sepLen === 4 ? [] : undefined;
   let contentLength: number | undefined;
   let clCount = 0;
   while (next < text.length) {
@@ -151,7 +154,8 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
     }
     let nameEnd = colon;
     while (nameEnd > a && (line.charCodeAt(nameEnd - 1) === 0x20 || line.charCodeAt(nameEnd - 1) === 0x09)) nameEnd--;
-    if (!isToken(line, a, nameEnd)) {
+    const known = knownHeader(line, a, nameEnd);
+    if (known === undefined && !isToken(line, a, nameEnd)) {
       problem ??= 'malformed header name';
       continue;
     }
@@ -159,14 +163,19 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
       problem ??= `too many headers (limit ${limits.maxHeaders})`;
       break;
     }
-    const name = line.slice(a, nameEnd);
+    const name = known !== undefined ? known[0] : line.slice(a, nameEnd);
     let vs = colon + 1;
     let ve = z;
     while (vs < ve && (line.charCodeAt(vs) === 0x20 || line.charCodeAt(vs) === 0x09)) vs++;
     while (ve > vs && (line.charCodeAt(ve - 1) === 0x20 || line.charCodeAt(ve - 1) === 0x09)) ve--;
-    const key = headerKey(name);
+    const key = known !== undefined ? known[1] : headerKey(name);
     const value = line.slice(vs, ve);
-    headers.push({ name, key, value, raw });
+    const row: HeaderField = { name, key, value, raw };
+    headers.push(row);
+    if (spans !== undefined) {
+      if (rawEnd === text.length || (text.charCodeAt(rawEnd) === 0x0d && text.charCodeAt(rawEnd + 1) === 0x0a)) spans.push(start + lineStart, start + rawEnd + 2);
+      else spans = undefined;
+    }
     // Content-Length (RFC 3261 s18.3, s20.14).
     if (key === 'content-length') {
       clCount++;
@@ -193,6 +202,7 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
     const bad = validateCore(msg);
     if (bad) return fail(bad, 400, answerable(msg));
     if (start === 0 && headEnd !== -1 && contentLength === body.length && bodyStart + body.length === buf.length) msg.wire = buf;
+    if (spans !== undefined) msg.layout = { bytes: buf, rows: headers.slice(), spans };
     return { ok: true, message: msg };
   }
   if (tooBig) return fail('response too large', 513, undefined);
@@ -201,6 +211,7 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
   const bad = validateCore(msg);
   if (bad) return fail(bad, 400, undefined);
   if (start === 0 && headEnd !== -1 && contentLength === body.length && bodyStart + body.length === buf.length) msg.wire = buf;
+  if (spans !== undefined) msg.layout = { bytes: buf, rows: headers.slice(), spans };
   return { ok: true, message: msg };
 }
 

@@ -1,4 +1,4 @@
-import type { AnyMessage } from './message.js';
+import type { AnyMessage, HeaderField, WireLayout } from './message.js';
 
 /**
  * Writes a message as bytes. An untouched received message is returned as received; otherwise
@@ -6,24 +6,108 @@ import type { AnyMessage } from './message.js';
  */
 export function serialize(msg: AnyMessage): Buffer {
   if (msg.wire && !msg.modified) return msg.wire;
-  let head = msg.isRequest ? `${msg.method} ${msg.uri} ${msg.version}\r\n` : `${msg.version} ${msg.status} ${msg.reason}\r\n`;
+  const startLine = msg.isRequest ? `${msg.method} ${msg.uri} ${msg.version}\r\n` : `${msg.version} ${msg.status} ${msg.reason}\r\n`;
+  const layout = msg.layout;
+  return layout === undefined ? fromStrings(msg, startLine) : fromLayout(msg, startLine, layout);
+}
+
+/** The row as text, or a rewritten Content-Length row when the body changed size. */
+function rowText(h: HeaderField, bodyLength: number): string {
+  // Keep the Content-Length row if it is right, rewrite it when the body changed.
+  if (h.key === 'content-length' && Number(h.value) !== bodyLength) return `${h.name}: ${bodyLength}`;
+  return h.raw ?? `${h.name}: ${h.value}`;
+}
+
+function fromStrings(msg: AnyMessage, startLine: string): Buffer {
+  let head = startLine;
   let hasLength = false;
+  const bodyLength = msg.body.length;
   for (const h of msg.headers) {
-    if (h.key === 'content-length') {
-      hasLength = true;
-      // Keep the row if it is right, rewrite it when the body changed.
-      if (Number(h.value) !== msg.body.length) {
-        head += `${h.name}: ${msg.body.length}\r\n`;
-        continue;
-      }
-    }
-    head += h.raw ?? `${h.name}: ${h.value}`;
+    if (h.key === 'content-length') hasLength = true;
+    head += rowText(h, bodyLength);
     head += '\r\n';
   }
   // Every message sipledger sends carries Content-Length, so it can be framed on any transport.
-  if (!hasLength) head += `Content-Length: ${msg.body.length}\r\n`;
+  if (!hasLength) head += `Content-Length: ${bodyLength}\r\n`;
   head += '\r\n';
-  if (msg.body.length === 0) return Buffer.from(head, 'utf8');
+  if (bodyLength === 0) return Buffer.from(head, 'utf8');
   const headBuf = Buffer.from(head, 'utf8');
-  return Buffer.concat([headBuf, msg.body], headBuf.length + msg.body.length);
+  return Buffer.concat([headBuf, msg.body], headBuf.length + bodyLength);
+}
+
+/**
+ * The same bytes as fromStrings, but rows still present from the received message are copied from
+ * the received bytes in runs, and only new or changed rows are encoded.
+ */
+function fromLayout(msg: AnyMessage, startLine: string, layout: WireLayout): Buffer {
+  const { rows, spans, bytes } = layout;
+  const bodyLength = msg.body.length;
+  // Segments: [from, to) byte ranges of `bytes` as number pairs, or text to encode.
+  const segs: Array<number | string> = [];
+  let size = Buffer.byteLength(startLine);
+  let hasLength = false;
+  let next = 0; // where the search for the next received row resumes
+  let runFrom = -1;
+  let runTo = -1;
+  for (const h of msg.headers) {
+    let text: string | undefined;
+    if (h.key === 'content-length') {
+      hasLength = true;
+      if (Number(h.value) !== bodyLength) text = `${h.name}: ${bodyLength}\r\n`;
+    }
+    let i = -1;
+    if (text === undefined) {
+      // Rows keep their order under every edit the message API offers, so look forward first.
+      for (let k = next; k < rows.length; k++) {
+        if (rows[k] === h) {
+          i = k;
+          break;
+        }
+      }
+      if (i === -1) text = `${h.raw ?? `${h.name}: ${h.value}`}\r\n`;
+    }
+    if (i !== -1) {
+      next = i + 1;
+      const from = spans[2 * i]!;
+      const to = spans[2 * i + 1]!;
+      if (from === runTo) runTo = to;
+      else {
+        if (runFrom !== -1) {
+          segs.push(runFrom, runTo);
+          size += runTo - runFrom;
+        }
+        runFrom = from;
+        runTo = to;
+      }
+      continue;
+    }
+    if (runFrom !== -1) {
+      segs.push(runFrom, runTo);
+      size += runTo - runFrom;
+      runFrom = -1;
+      runTo = -1;
+    }
+    segs.push(text!);
+    size += Buffer.byteLength(text!);
+  }
+  if (runFrom !== -1) {
+    segs.push(runFrom, runTo);
+    size += runTo - runFrom;
+  }
+  const tail = hasLength ? '\r\n' : `Content-Length: ${bodyLength}\r\n\r\n`;
+  size += tail.length + bodyLength;
+
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(startLine, 0, 'utf8');
+  for (let k = 0; k < segs.length; k++) {
+    const seg = segs[k]!;
+    if (typeof seg === 'string') at += out.write(seg, at, 'utf8');
+    else {
+      const to = segs[++k] as number;
+      at += bytes.copy(out, at, seg, to);
+    }
+  }
+  at += out.write(tail, at, 'latin1');
+  if (bodyLength > 0) msg.body.copy(out, at);
+  return out;
 }

@@ -25,7 +25,7 @@ export function parseUri(text: string): SipUri {
   const raw = trimLws(text);
   const colon = raw.indexOf(':');
   if (colon <= 0) throw new UriError(`URI without a scheme: ${truncate(raw)}`);
-  let scheme = raw.slice(0, colon);
+  let scheme = colon === 3 && raw.startsWith('sip') ? 'sip' : colon === 4 && raw.startsWith('sips') ? 'sips' : raw.slice(0, colon);
   if (scheme !== 'sip' && scheme !== 'sips') {
     scheme = scheme.toLowerCase();
     if (!SCHEME.test(scheme)) throw new UriError(`invalid URI scheme: ${truncate(raw)}`);
