@@ -17,13 +17,15 @@
  * count (unknown_user and malformed have no account to protect).
  *
  * The guard is driven by event times only: `observe` never reads a clock, so the same events give
- * the same bans. Memory is bounded: at most `maxTracked` addresses and users, least recently seen
- * forgotten first, and each window keeps at most as many timestamps as its threshold.
+ * the same bans. Memory is bounded: at most `maxTracked` addresses and users, those not seen for
+ * longest forgotten first (BoundedMap), and each window keeps at most as many timestamps as its
+ * threshold.
  */
 import type { Logger } from 'pino';
 import { banAdded, type BanAddedEvent, type BanScope, type SipledgerEvent } from '../log/events.js';
 import { canonicalBanValue, userKey, type BanReader } from './ban-values.js';
 import { DEFAULT_BRUTE_FORCE, type BanAction, type BruteForceConfig, type ThresholdConfig } from './config.js';
+import { BoundedMap } from './bounded-map.js';
 import { CidrList, canonicalIp } from './ip.js';
 
 export type BanVerdict =
@@ -58,7 +60,7 @@ export interface BruteForceStats {
   /** Failures seen but not counted (a cause that does not count, an exempt or already banned source). */
   failuresIgnored: number;
   /** Windows forgotten because maxTracked was reached. */
-  evicted: number;
+  readonly evicted: number;
 }
 
 const NOT_BANNED: BanVerdict = Object.freeze({ banned: false });
@@ -67,29 +69,41 @@ const NOT_BANNED: BanVerdict = Object.freeze({ banned: false });
 type Window = number[];
 
 export class BruteForceGuard {
-  readonly stats: BruteForceStats = { bansProduced: 0, failuresCounted: 0, failuresIgnored: 0, evicted: 0 };
+  readonly stats: BruteForceStats;
   readonly #config: BruteForceConfig;
   readonly #bans: BanReader;
   readonly #instance: string | undefined;
   readonly #logger: Logger | undefined;
   readonly #exempt: CidrList;
   readonly #counted: ReadonlySet<string>;
-  /** Per-address failure windows; Map order is recency (touched entries are re-inserted). */
-  readonly #ipFailures = new Map<string, Window>();
-  readonly #userFailures = new Map<string, Window>();
-  /** Per address: user@realm -> time of its last success from there, recency-ordered. */
-  readonly #successes = new Map<string, Map<string, number>>();
+  /** Failure windows per address and per user, least recently used forgotten first. */
+  readonly #ipFailures: BoundedMap<Window>;
+  readonly #userFailures: BoundedMap<Window>;
+  /** Per address: user@realm -> time of its last success from there, oldest first. */
+  readonly #successes: BoundedMap<Map<string, number>>;
   /** Bans this guard produced or saw in the log: key -> until. Covers the gap before the projection has them. */
   readonly #known = new Map<string, number>();
   readonly #maxUsersPerIp: number;
 
   constructor(opts: BruteForceGuardOptions) {
+    const evicted = (): number => this.#ipFailures.evicted + this.#userFailures.evicted + this.#successes.evicted;
+    this.stats = {
+      bansProduced: 0,
+      failuresCounted: 0,
+      failuresIgnored: 0,
+      get evicted() {
+        return evicted();
+      },
+    };
     this.#config = opts.config ?? DEFAULT_BRUTE_FORCE;
     this.#bans = opts.bans;
     this.#instance = opts.instance;
     this.#logger = opts.logger;
     this.#exempt = new CidrList(this.#config.exempt);
     this.#counted = new Set(this.#config.causes);
+    this.#ipFailures = new BoundedMap(this.#config.maxTracked);
+    this.#userFailures = new BoundedMap(this.#config.maxTracked);
+    this.#successes = new BoundedMap(this.#config.maxTracked);
     const { perUser, maxMultiplier } = this.#config.nat;
     // Users beyond this many cannot raise the threshold further; no need to remember them.
     this.#maxUsersPerIp = perUser > 0 ? Math.max(1, Math.ceil((maxMultiplier - 1) / perUser)) : 0;
@@ -176,14 +190,20 @@ export class BruteForceGuard {
     this.#userFailures.delete(user);
     if (this.#maxUsersPerIp === 0) return;
     let users = this.#successes.get(ip);
-    if (users) this.#successes.delete(ip);
-    else users = new Map();
-    this.#successes.set(ip, users);
+    if (!users) {
+      users = new Map();
+      this.#successes.set(ip, users);
+    }
     const previous = users.get(user);
-    users.delete(user);
+    if (previous === undefined && users.size >= this.#maxUsersPerIp) {
+      // Full: the new user replaces the one whose last success is oldest (a small map, at most a
+      // few dozen entries).
+      let oldestKey: string | undefined;
+      let oldest = Infinity;
+      for (const [k, t] of users) if (t < oldest) [oldestKey, oldest] = [k, t];
+      if (oldestKey !== undefined) users.delete(oldestKey);
+    }
     users.set(user, previous !== undefined && previous > time ? previous : time);
-    while (users.size > this.#maxUsersPerIp) users.delete(users.keys().next().value!);
-    this.#evictOldest(this.#successes);
   }
 
   /** Distinct users that authenticated from `ip` within the NAT window before `time`. */
@@ -243,11 +263,12 @@ export class BruteForceGuard {
   }
 
   /** Adds a failure at `time` to the window of `key` and returns how many fall within the window. */
-  #count(map: Map<string, Window>, key: string, time: number, cfg: ThresholdConfig, threshold: number): number {
+  #count(map: BoundedMap<Window>, key: string, time: number, cfg: ThresholdConfig, threshold: number): number {
     let w = map.get(key);
-    if (w) map.delete(key);
-    else w = [];
-    map.set(key, w);
+    if (!w) {
+      w = [];
+      map.set(key, w);
+    }
     // Events from several instances may arrive slightly out of order: keep the window sorted.
     let i = w.length;
     while (i > 0 && w[i - 1]! > time) i--;
@@ -259,7 +280,6 @@ export class BruteForceGuard {
     // Only whether `threshold` failures fall in the window matters: older ones beyond that are noise.
     drop = Math.max(drop, w.length - threshold);
     if (drop > 0) w.splice(0, drop);
-    this.#evictOldest(map);
     return w.length;
   }
 
@@ -276,13 +296,6 @@ export class BruteForceGuard {
   #forget(scope: BanScope, value: string): void {
     if (scope === 'ip') this.#ipFailures.delete(value);
     else this.#userFailures.delete(value);
-  }
-
-  #evictOldest<V>(map: Map<string, V>): void {
-    while (map.size > this.#config.maxTracked) {
-      map.delete(map.keys().next().value!);
-      this.stats.evicted++;
-    }
   }
 
   /** Keeps the known-ban table bounded: ended bans go first, then the oldest entries. */

@@ -7,11 +7,12 @@
  * and no timer. Dropped requests count too, as with pike: a source that keeps flooding stays blocked
  * until its own rate falls below the limit, rather than being served a trickle of its flood.
  *
- * Memory is bounded: at most `maxTracked` sources, the least recently seen forgotten first, so a
- * flood from a million spoofed addresses costs a fixed amount of memory and a real flooder (seen on
- * every request) is never the one forgotten. Time is given by the caller; nothing here reads a clock.
+ * Memory is bounded: at most `maxTracked` sources, those not seen for longest forgotten first
+ * (BoundedMap), so a flood from a million spoofed addresses costs a fixed amount of memory and a
+ * real flooder (seen on every request) is never the one forgotten. Time is given by the caller; nothing here reads a clock.
  */
 import { DEFAULT_FLOOD, type FloodConfig } from './config.js';
+import { BoundedMap } from './bounded-map.js';
 import { CidrList, canonicalIp } from './ip.js';
 
 export type FloodDecision =
@@ -30,7 +31,7 @@ export interface FloodStats {
   /** Requests dropped over the limit. */
   dropped: number;
   /** Sources forgotten because maxTracked was reached. */
-  evicted: number;
+  readonly evicted: number;
   /** Sources held in memory now. */
   readonly tracked: number;
 }
@@ -52,18 +53,20 @@ export class FloodLimiter {
   readonly #windowMs: number;
   readonly #logMs: number;
   readonly #exempt: CidrList;
-  readonly #sources = new Map<string, Source>();
+  readonly #sources: BoundedMap<Source>;
 
   constructor(config: FloodConfig = DEFAULT_FLOOD) {
     this.#config = config;
     this.#windowMs = config.windowSeconds * 1000;
     this.#logMs = config.logIntervalSeconds * 1000;
     this.#exempt = new CidrList(config.exempt);
-    const sources = this.#sources;
+    const sources = (this.#sources = new BoundedMap<Source>(config.maxTracked));
     this.stats = {
       allowed: 0,
       dropped: 0,
-      evicted: 0,
+      get evicted() {
+        return sources.evicted;
+      },
       get tracked() {
         return sources.size;
       },
@@ -93,8 +96,6 @@ export class FloodLimiter {
     const index = Math.floor(now / this.#windowMs);
     let s = this.#sources.get(key);
     if (s) {
-      // Re-inserting keeps Map order = recency, so the first key is the least recently seen.
-      this.#sources.delete(key);
       if (index !== s.index) {
         s.previous = index === s.index + 1 ? s.current : 0;
         s.current = 0;
@@ -102,12 +103,8 @@ export class FloodLimiter {
       }
     } else {
       s = { index, current: 0, previous: 0, lastLog: -Infinity, droppedSinceLog: 0 };
-      if (this.#sources.size >= this.#config.maxTracked) {
-        this.#sources.delete(this.#sources.keys().next().value!);
-        this.stats.evicted++;
-      }
+      this.#sources.set(key, s);
     }
-    this.#sources.set(key, s);
     s.current++;
     const elapsed = (now - index * this.#windowMs) / this.#windowMs;
     const rate = s.previous * (1 - elapsed) + s.current;
