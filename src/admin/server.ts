@@ -7,7 +7,8 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Sipledger } from '../app.js';
-import { renderMetrics } from './metrics.js';
+import { AUTH_FAILURE_CAUSES, type AuthFailureCause } from '../core/log/events.js';
+import { EventCounters, renderMetrics } from './metrics.js';
 
 export interface AdminOptions {
   readonly address: string;
@@ -25,6 +26,7 @@ export class AdminServer {
   private constructor(
     private readonly server: Server,
     private readonly opts: AdminOptions,
+    private readonly detach: () => void,
   ) {}
 
   static async start(app: Sipledger, opts: AdminOptions): Promise<AdminServer> {
@@ -32,23 +34,33 @@ export class AdminServer {
       throw new Error(`admin.token: required when the admin API listens on ${opts.address} (not loopback)`);
     }
     const tokenHash = opts.token ? createHash('sha256').update(opts.token).digest() : undefined;
+    const { counters, detach } = EventCounters.attach(app);
     const server = createServer((req, res) => {
       try {
         if (tokenHash && !authorised(req, tokenHash)) {
           send(res, 401, { error: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
           return;
         }
-        handle(app, req, res);
+        handle(app, counters, req, res);
       } catch (err) {
         opts.logger.error({ err }, 'admin request failed');
         send(res, 500, { error: 'internal error' });
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port, opts.address, () => resolve());
-    });
-    return new AdminServer(server, opts);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port, opts.address, () => resolve());
+      });
+    } catch (err) {
+      detach();
+      const e = err as NodeJS.ErrnoException;
+      throw Object.assign(new Error(`admin API cannot listen on ${opts.address}:${opts.port}: ${e.code ?? e.message}`, { cause: err }), {
+        code: e.code ?? 'ADMIN_LISTEN',
+        retriable: e.code === 'EADDRINUSE',
+      });
+    }
+    return new AdminServer(server, opts, detach);
   }
 
   address(): string {
@@ -61,6 +73,7 @@ export class AdminServer {
   }
 
   close(): Promise<void> {
+    this.detach();
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -80,7 +93,7 @@ function authorised(req: IncomingMessage, tokenHash: Buffer): boolean {
   return timingSafeEqual(given, tokenHash);
 }
 
-function handle(app: Sipledger, req: IncomingMessage, res: ServerResponse): void {
+function handle(app: Sipledger, counters: EventCounters, req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://admin');
   if (req.method !== 'GET') {
     send(res, 405, { error: 'method not allowed' });
@@ -93,24 +106,38 @@ function handle(app: Sipledger, req: IncomingMessage, res: ServerResponse): void
       return;
     case '/ready': {
       const ready = app.ledger.ready;
-      send(res, ready ? 200 : 503, { ready });
+      send(res, ready ? 200 : 503, { ready, position: app.ledger.position, appliedEvents: app.ledger.appliedCount });
       return;
     }
     case '/metrics':
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(renderMetrics(app, now));
+      res.end(renderMetrics(app, now, counters));
       return;
     case '/location': {
       const aor = url.searchParams.get('aor');
       const at = url.searchParams.get('at');
       const when = at ? Date.parse(at) : now;
+      if (aor !== null && !/^sips?:[^@\s]+@[^@\s]+$/i.test(aor)) {
+        send(res, 400, { error: "'aor' must be sip:user@domain" });
+        return;
+      }
       if (Number.isNaN(when)) {
         send(res, 400, { error: "'at' is not a date" });
         return;
       }
-      const aors = aor ? [aor] : app.ledger.location.aors(when);
-      const out = aors.map((a) => ({ aor: a, bindings: app.ledger.location.bindings(a, when) }));
-      send(res, 200, { at: new Date(when).toISOString(), aors: out });
+      // The live projection answers for now and later (expiry is a function of the query time);
+      // a past time needs the table as it was, replayed from the log up to that instant.
+      const answer = (location: typeof app.ledger.location): void => {
+        const aors = aor ? [aor] : location.aors(when);
+        const out = aors.map((a) => ({ aor: a, bindings: location.bindings(a, when) }));
+        send(res, 200, { at: new Date(when).toISOString(), aors: out });
+      };
+      if (when >= now) answer(app.ledger.location);
+      else {
+        app.ledger.locationAt(when).then(answer, (err: unknown) => {
+          send(res, 503, { error: `the log could not be replayed: ${(err as Error).message}` });
+        });
+      }
       return;
     }
     case '/audit': {
@@ -120,14 +147,28 @@ function handle(app: Sipledger, req: IncomingMessage, res: ServerResponse): void
         send(res, 400, { error: "'since' is neither a duration (1h, 15m) nor a date" });
         return;
       }
+      const cause = url.searchParams.get('cause');
+      if (cause && !AUTH_FAILURE_CAUSES.includes(cause as AuthFailureCause)) {
+        send(res, 400, { error: `'cause' must be one of ${AUTH_FAILURE_CAUSES.join(', ')}` });
+        return;
+      }
+      const limitText = url.searchParams.get('limit') ?? '1000';
+      if (!/^\d+$/.test(limitText)) {
+        send(res, 400, { error: "'limit' must be a whole number" });
+        return;
+      }
       const q = {
         since: sinceMs,
         ...(url.searchParams.get('user') ? { user: url.searchParams.get('user')! } : {}),
         ...(url.searchParams.get('ip') ? { ip: url.searchParams.get('ip')! } : {}),
-        ...(url.searchParams.get('cause') ? { cause: url.searchParams.get('cause')! } : {}),
-        limit: Number(url.searchParams.get('limit') ?? 1000),
+        ...(cause ? { cause: cause as AuthFailureCause } : {}),
       };
-      send(res, 200, { failures: app.ledger.audit.failures(q as Parameters<typeof app.ledger.audit.failures>[0]) });
+      send(res, 200, {
+        since: new Date(sinceMs).toISOString(),
+        total: app.ledger.audit.countFailures(q),
+        failures: app.ledger.audit.failures({ ...q, limit: Number(limitText) }),
+        byCause: app.ledger.audit.countByCause({ since: sinceMs }),
+      });
       return;
     }
     default:

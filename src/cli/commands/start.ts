@@ -69,9 +69,10 @@ log held by another process, a backend that cannot be set up) or the shutdown fa
     try {
       app = await startSipledger(config, logger);
     } catch (err) {
-      const e = err as { message?: string; code?: string };
-      logger.fatal({ err: { message: e.message, code: e.code } }, 'sipledger could not start');
-      process.stderr.write(`sipledger start: could not start: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}\n`);
+      const e = err as { message?: string; code?: string; cause?: { message?: string; code?: string } };
+      const cause = e.cause?.code ?? e.cause?.message;
+      logger.fatal({ err: { message: e.message, code: e.code, ...(cause ? { cause } : {}) } }, 'sipledger could not start');
+      process.stderr.write(`sipledger start: could not start: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}${cause ? `: ${cause}` : ''}\n`);
       // Whatever was opened before the failure (sockets, the log) must not keep the process alive.
       setImmediate(() => process.exit(EXIT_FAILURE));
       return EXIT_FAILURE;
