@@ -61,6 +61,12 @@ interface SnapshotFile {
 
 const SNAPSHOT_FILE = 'ledger-snapshot.json';
 
+/** Where a log with retention begins now (KafkaLog.earliest); undefined for logs that keep everything. */
+function earliestOf(log: EventLog): Promise<LogPosition> | undefined {
+  const withRetention = log as EventLog & { earliest?: () => Promise<LogPosition> };
+  return typeof withRetention.earliest === 'function' ? withRetention.earliest() : undefined;
+}
+
 interface Waiter {
   readonly position: LogPosition;
   readonly resolve: () => void;
@@ -114,9 +120,12 @@ export class Ledger {
     return ledger;
   }
 
-  /** True once the projections have caught up with the log as it was at open. */
+  /**
+   * True once the projections have caught up with the log as it was at open, and for as long as they
+   * keep following it: a ledger whose tail stopped serves an ever older view and must not be ready.
+   */
   get ready(): boolean {
-    return this.#ready;
+    return this.#ready && this.#tailError === undefined;
   }
 
   /** The cursor of the last event applied to the projections. */
@@ -335,6 +344,11 @@ export class Ledger {
     // A snapshot ahead of the log means the log lost its tail (a cut torn write, or fsync=none after a
     // power loss): its state includes events that no longer exist.
     if (!covers(await this.#log.end(), snap.position)) return reject('snapshot is ahead of the log');
+    // A log with retention (Kafka) may have deleted records after the snapshot's position: applying
+    // what follows on top of the snapshot would leave a hole. Replaying what the log still holds gives
+    // the state every newly started instance has.
+    const earliest = await earliestOf(this.#log);
+    if (earliest && !covers(snap.position, earliest)) return reject('the log no longer holds the events that follow it (retention)');
     for (const p of this.#projections) {
       const entry = snap.projections[p.name];
       if (!entry || entry.version !== p.version) return reject(`${p.name} projection version changed`);
