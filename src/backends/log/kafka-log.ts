@@ -13,7 +13,12 @@
  *   ledger's snapshot.
  * - Topic: used when it exists or is auto-created by the broker. Production topics want a fixed
  *   partition count (changing it re-maps AORs to partitions), replication >= 3, min.insync.replicas
- *   >= 2, and retention.ms=-1 (the log is the source of truth; do not let it expire).
+ *   >= 2, cleanup.policy=delete and a retention longer than anything live in the projections (the
+ *   longest registration, the longest ban, the audit window): see docs/deployment.md. Compaction is
+ *   wrong for this topic: records are keyed by AOR, so it would keep one binding of a phone with many.
+ * - Retention: records older than the topic's retention are gone. {@link KafkaLog.earliest} says where
+ *   the topic now begins, so a reader holding a position from before it (an old snapshot) can tell
+ *   that events are missing instead of silently skipping them.
  */
 import { randomUUID } from 'node:crypto';
 import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type LogEntry, type Producer } from 'kafkajs';
@@ -216,6 +221,45 @@ export class KafkaLog implements EventLog {
   }
 
   /**
+   * Where the topic begins now, per partition: the first offset retention has not deleted. A cursor
+   * that does not cover it points at records that no longer exist.
+   */
+  async earliest(): Promise<LogPosition> {
+    try {
+      const offsets = await this.#admin.fetchTopicOffsets(this.#topic);
+      return Object.fromEntries(offsets.map((o) => [String(o.partition), Number(o.low)]));
+    } catch (err) {
+      throw brokerError(`cannot read the earliest offsets of ${this.#topic}`, err);
+    }
+  }
+
+  /**
+   * The partitions where `from` points before the topic's beginning, and how many records between
+   * them retention deleted. Reading from there continues at the earliest record, so a reader that
+   * needs every event (a snapshot's projections) must check first; this logs the loss either way.
+   */
+  async #warnIfTruncated(from: LogPosition | 'start'): Promise<void> {
+    if (from === 'start') return;
+    let earliest: LogPosition;
+    try {
+      earliest = await this.earliest();
+    } catch {
+      return; // the read itself will report the broker
+    }
+    const lost: Record<string, number> = {};
+    for (const [p, low] of Object.entries(earliest)) {
+      const at = from[p] ?? 0;
+      if (at < low) lost[p] = low - at;
+    }
+    if (Object.keys(lost).length > 0) {
+      this.#logger.warn(
+        { topic: this.#topic, lost, earliest },
+        'reading from a position the topic no longer holds: retention deleted records after it; continuing at the earliest',
+      );
+    }
+  }
+
+  /**
    * Runs a consumer with its own group from `from` (earliest where `from` names no offset), calling
    * `onRecord` in order per partition. Returns the consumer for disconnecting.
    */
@@ -224,6 +268,7 @@ export class KafkaLog implements EventLog {
     onRecord: (partition: number, offset: number, event: SipledgerEvent) => Promise<void> | void,
     onCrash: (err: unknown) => void,
   ): Promise<Consumer> {
+    await this.#warnIfTruncated(from);
     const consumer = this.#kafka.consumer({
       groupId: `${this.#groupPrefix}-${randomUUID()}`,
       maxWaitTimeInMs: this.#maxWait,
