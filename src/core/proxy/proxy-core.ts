@@ -117,19 +117,15 @@ export class ProxyCore {
     fwd.set('Max-Forwards', String(mf === undefined ? 70 : mf - 1));
 
     // Step 6, strict-router compatibility: a top Route without `lr` becomes the Request-URI.
-    const routes = fwd.routes();
-    const top = routes[0];
-    if (top && !top.uri.params.has('lr')) {
-      fwd.append('Route', `<${fwd.uri}>`);
-      fwd.removeFirstValue('Route');
-      fwd.setRequestUri(top.uri.raw);
-    }
+    const strict = strictRoute(fwd);
 
-    // Step 7: determine the next hop: the top Route, else a target flow, else the Request-URI.
+    // Step 7: determine the next hop: the top Route, else a target flow, else the Request-URI
+    // (which, after strict-route rewriting, names the strict router).
     let hops: Destination[];
-    const nextRoute = fwd.routes()[0];
+    const nextRoute = strict ? undefined : fwd.routes()[0];
     try {
-      if (nextRoute) hops = await this.opts.resolver.resolve(nextRoute.uri);
+      if (strict) hops = await this.opts.resolver.resolve(fwd.requestUri());
+      else if (nextRoute) hops = await this.opts.resolver.resolve(nextRoute.uri);
       else if (target.destination) hops = [target.destination];
       else hops = await this.opts.resolver.resolve(fwd.requestUri());
     } catch (err) {
@@ -166,14 +162,8 @@ export class ProxyCore {
     const mf = fwd.maxForwards();
     if (mf !== undefined && mf <= 0) return;
     fwd.set('Max-Forwards', String(mf === undefined ? 70 : mf - 1));
-    const routes = fwd.routes();
-    const top = routes[0];
-    if (top && !top.uri.params.has('lr')) {
-      fwd.append('Route', `<${fwd.uri}>`);
-      fwd.removeFirstValue('Route');
-      fwd.setRequestUri(top.uri.raw);
-    }
-    const nextRoute = fwd.routes()[0];
+    const strict = strictRoute(fwd);
+    const nextRoute = strict ? undefined : fwd.routes()[0];
     let hop: Destination | undefined;
     try {
       hop = (await this.opts.resolver.resolve(nextRoute ? nextRoute.uri : fwd.requestUri()))[0];
@@ -356,14 +346,34 @@ class ResponseContext {
   }
 }
 
+/**
+ * s16.7 step 6: a 6xx if there is one, else from the lowest class; within the class, responses that
+ * let the caller resubmit (401, 407, 415, 420, 484) first, then the lowest code, a local 408 last
+ * (as Kamailio's tm picks its branch).
+ */
 function chooseBest(finals: SipResponse[]): SipResponse | undefined {
   if (finals.length === 0) return undefined;
   const six = finals.find((r) => r.status >= 600);
   if (six) return six;
   let lowestClass = 7;
   for (const r of finals) lowestClass = Math.min(lowestClass, Math.floor(r.status / 100));
-  const inClass = finals.filter((r) => Math.floor(r.status / 100) === lowestClass);
-  return inClass.find((r) => PREFERRED_4XX.has(r.status)) ?? inClass.find((r) => r.status !== 408) ?? inClass[0];
+  const rank = (r: SipResponse): number => (PREFERRED_4XX.has(r.status) ? 0 : r.status === 408 ? 2000 : r.status);
+  return finals.filter((r) => Math.floor(r.status / 100) === lowestClass).sort((a, b) => rank(a) - rank(b))[0];
+}
+
+/**
+ * s16.6 step 6: "If the Route header field value of the request contains a URI without the lr
+ * parameter [a strict router], the proxy MUST place the Request-URI into the Route header field as
+ * the last value ... then place the first Route header field value into the Request-URI and remove
+ * that value from the Route header field." Returns true when it did.
+ */
+function strictRoute(fwd: SipRequest): boolean {
+  const top = fwd.routes()[0];
+  if (!top || top.uri.params.has('lr')) return false;
+  fwd.append('Route', `<${fwd.uri}>`);
+  fwd.removeFirstValue('Route');
+  fwd.setRequestUri(top.uri.raw);
+  return true;
 }
 
 /** s16.7 step 7: a 401/407 upstream carries every challenge collected from the branches. */
