@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DestinationFilter } from '../../src/core/security/destination-filter.js';
-import { securityConfigFrom } from '../../src/core/security/config.js';
+import { securityConfigFrom, type DestinationFilterConfig } from '../../src/core/security/config.js';
 
-function filter(protectedList: Parameters<typeof securityConfigFrom>[0] extends infer I ? NonNullable<I>['destinations'] : never): DestinationFilter {
+function filter(protectedList: DestinationFilterConfig): DestinationFilter {
   return new DestinationFilter(securityConfigFrom({ destinations: protectedList }).destinations);
 }
 
