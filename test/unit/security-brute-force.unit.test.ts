@@ -167,6 +167,14 @@ describe('brute-force guard: what counts', () => {
     expect(h.guard.tracked.ips).toBe(1);
   });
 
+  it('a failure without a realm counts against the address only', () => {
+    const h = new Harness(config({ bruteForce: { ip: { failures: 3 }, user: { failures: 1 } } }));
+    const noRealm = (t: number): SipledgerEvent => ({ ...failed('alice', '192.0.2.30', t), realm: '' }) as SipledgerEvent;
+    expect(h.feed(noRealm(T0))).toEqual([]);
+    expect(h.feed(noRealm(T0 + 1))).toEqual([]);
+    expect(h.feed(noRealm(T0 + 2)).map((b) => b.scope)).toEqual(['ip']);
+  });
+
   it('the counted causes are configurable', () => {
     const h = new Harness(config({ bruteForce: { causes: ['nonce_reused'], ip: { failures: 2 }, user: { failures: 0 } } }));
     h.feed(failed('a', '192.0.2.9', T0, 'bad_password'));

@@ -247,7 +247,8 @@ export class BruteForceGuard {
 
     const userCfg = this.#config.user;
     const accountCause = event.cause !== 'unknown_user' && event.cause !== 'malformed';
-    if (event.user !== undefined && event.user !== '' && accountCause && userCfg.failures > 0) {
+    // Without a realm there is no account to name (the request never reached a served domain).
+    if (event.user !== undefined && event.user !== '' && event.realm !== '' && accountCause && userCfg.failures > 0) {
       const user = userKey(event.user, event.realm);
       if (!this.#isBanned('user', user, time)) {
         counted = true;
