@@ -404,6 +404,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const sink = dgram.createSocket('udp4');
   await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
   const sinkPort = sink.address().port;
+  let sinkOpen = true;
 
   const config = configFromObject(
     {
@@ -509,10 +510,13 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     const mutated = rng.chance(0.2);
     if (mutated) out = mutate(out, rng, fixtures, 1);
     sink.send(out, sipPort, '127.0.0.1');
-    // After a provisional or a mutated answer, a proper final one, so every branch ends promptly.
+    // After a provisional or a mutated answer, a proper final one, so every branch ends promptly;
+    // sent twice, as a UAS retransmits it (Timer G), so one lost datagram does not leave it ringing.
     if (status === 180 || mutated) {
       try {
-        sink.send(serialize(createResponse(req, 486)), sipPort, '127.0.0.1');
+        const final = serialize(createResponse(req, 486));
+        sink.send(final, sipPort, '127.0.0.1');
+        setTimeout(() => sinkOpen && sink.send(final, sipPort, '127.0.0.1'), 500).unref();
       } catch {
         /* unbuildable */
       }
@@ -542,8 +546,12 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
         watchHead++;
         continue;
       }
-      if (!all && now - w.at < hangAfterMs) break;
-      if (now - w.at >= hangAfterMs) {
+      // A ringing call (a provisional was relayed) may ring for minutes: sipledger ends such a
+      // branch only at the client transaction's 300 s lifetime, so it is a hang only after that.
+      const last = w.tx.lastResponse?.status ?? 0;
+      const limit = w.tx.isInvite && last > 100 && last < 200 ? Math.max(hangAfterMs, 310_000) : hangAfterMs;
+      if (!all && now - w.at < limit) break;
+      if (now - w.at >= limit) {
         hangs++;
         if (hangDetails.length < 20) hangDetails.push(`${w.what} still ${w.tx.state} after ${now - w.at} ms`);
         watchHead++;
@@ -708,6 +716,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     };
   } finally {
     await app.stop(0).catch((err: unknown) => crash(`stop failed: ${(err as Error).message}`));
+    sinkOpen = false;
     sink.close();
     process.off('uncaughtException', onUncaught);
     process.off('unhandledRejection', onUnhandled);
