@@ -30,3 +30,5 @@ export {
   type ThresholdConfig,
 } from './config.js';
 export { CidrList, canonicalIp, cidrContains, formatCidr, formatIp, isIp, parseCidr, parseIp, type Cidr, type IpAddress, type IpFamily } from './ip.js';
+export { FOREVER, handleBansRequest, manualBanAdded, manualBanRemoved, parseDuration, type BanAdminDeps, type BanAdminResponse, type ManualBan } from './ban-admin.js';
+export { BoundedMap } from './bounded-map.js';
