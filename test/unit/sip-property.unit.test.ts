@@ -33,6 +33,8 @@ const SEEDS = [
   'rfc4475-esc01',
   'rfc5118-ipv6-port',
 ].map((n) => readFileSync(path.join(dir, `${n}.sip`)));
+// A status line with no SP before its empty reason phrase (written back with the SP).
+SEEDS.push(Buffer.from(SEEDS[3]!.toString('latin1').replace('SIP/2.0 401 Unauthorized', 'SIP/2.0 401'), 'latin1'));
 
 /** Calls every parsed accessor; only HeaderError (a malformed header) may come out of them. */
 function exercise(msg: AnyMessage): void {
@@ -324,7 +326,7 @@ describe('serialising edited messages', () => {
         const viaLayout = serialize(copy);
         // Plain-ASCII header blocks (all but intmeth's) are served from the received bytes.
         const head = bytes.subarray(0, bytes.indexOf('\r\n\r\n'));
-        expect(copy.layout !== undefined).toBe(head.every((b) => b < 0x80));
+        expect(copy.layout !== undefined).toBe(head.every((b) => b < 0x80) && !head.includes('SIP/2.0 401\r\n'));
         copy.layout = undefined;
         expect(serialize(copy).toString('latin1')).toBe(viaLayout.toString('latin1'));
       }),

@@ -144,9 +144,13 @@ for (const [compact, key] of Object.entries(COMPACT)) {
 export function knownHeader(text: string, start: number, end: number): readonly [string, string] | undefined {
   const list = KNOWN[end - start]?.[text.charCodeAt(start)];
   if (list === undefined) return undefined;
-  for (let i = 0; i < list.length; i++) {
+  const len = end - start;
+  outer: for (let i = 0; i < list.length; i++) {
     const entry = list[i]!;
-    if (text.startsWith(entry[0], start)) return entry;
+    const spelling = entry[0];
+    // The first character matched through the index.
+    for (let j = 1; j < len; j++) if (text.charCodeAt(start + j) !== spelling.charCodeAt(j)) continue outer;
+    return entry;
   }
   return undefined;
 }

@@ -18,12 +18,21 @@ export type Transport = 'udp' | 'tcp' | 'tls';
 
 /**
  * The received bytes of a message and, for each received row, its byte range there: `rows[i]`
- * occupies `bytes[spans[2 * i], spans[2 * i + 1])`, its CRLF included.
+ * occupies `bytes[spans[2 * i], spans[2 * i + 1])`, its CRLF included. The start line as received
+ * occupies `bytes[startFrom, startTo)` with its CRLF; the body as received is `body`,
+ * ending at `bodyEnd`, after the empty line that follows `headEnd`.
  */
 export interface WireLayout {
   readonly bytes: Buffer;
+  /** method, Request-URI, version of a request; version, status, reason of a response. */
+  readonly startLine: readonly [string, string | number, string];
+  readonly startFrom: number;
+  readonly startTo: number;
   readonly rows: readonly HeaderField[];
   readonly spans: readonly number[];
+  readonly headEnd: number;
+  readonly body: Buffer;
+  readonly bodyEnd: number;
 }
 
 /** Where a message came from: the network source, not what its headers claim. */

@@ -108,7 +108,7 @@ export function parseVia(text: string): Via {
 function viaFrom(raw: string, protocol: string, transport: string, hostStart: number): Via {
   const semi = raw.indexOf(';', hostStart);
   let hostport = semi === -1 ? raw.slice(hostStart) : raw.slice(hostStart, semi);
-  if (/\s/.test(hostport)) hostport = hostport.replace(/\s+/g, '');
+  if (mayHaveSpace(hostport)) hostport = hostport.replace(/\s+/g, '');
   const { host, port } = parseHostPort(hostport, raw);
   let params: Params;
   if (semi !== -1) {
@@ -119,6 +119,15 @@ function viaFrom(raw: string, protocol: string, transport: string, hostStart: nu
   } else params = new Map();
   const branch = params.get('branch') ?? undefined;
   return { protocol, transport, host, port, params, branch, raw };
+}
+
+/** False only when s certainly holds no white space (checked without a regular expression). */
+function mayHaveSpace(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return true;
+  }
+  return false;
 }
 
 function tokenEnd(s: string, i: number): number {
@@ -147,12 +156,33 @@ export interface CSeq {
 }
 
 export function parseCSeq(text: string): CSeq {
+  const fast = plainCSeq(text);
+  if (fast !== undefined) return fast;
   const m = /^\s*(\d{1,10})\s+([A-Za-z0-9.!%*_+`'~-]+)\s*$/.exec(text);
   if (!m) throw new UriError(`malformed CSeq: ${truncate(text)}`);
   const seq = Number(m[1]);
   // "The sequence number MUST be expressible as a 32-bit unsigned integer" (s8.1.1.5).
   if (seq > 0xffffffff) throw new UriError(`CSeq out of range: ${truncate(text)}`);
   return { seq, method: m[2]! };
+}
+
+/** `1*DIGIT LWS token` in plain ASCII, read without a regular expression; undefined otherwise. */
+function plainCSeq(text: string): CSeq | undefined {
+  let i = skipLws(text, 0);
+  const d = i;
+  let seq = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) break;
+    seq = seq * 10 + c;
+    i++;
+  }
+  if (i === d || i - d > 10 || seq > 0xffffffff) return undefined;
+  const m = skipLws(text, i);
+  if (m === i) return undefined;
+  const e = tokenEnd(text, m);
+  if (e === m || skipLws(text, e) !== text.length) return undefined;
+  return { seq, method: text.slice(m, e) };
 }
 
 function findUnquoted(s: string, code: number): number {

@@ -57,11 +57,24 @@ function isWs(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a || c === 0x0b || c === 0x0c;
 }
 
+/** Parameter names seen on nearly every message, by length: reused rather than sliced. */
+const KNOWN_PARAMS: Array<string[] | undefined> = [];
+for (const name of ['tag', 'branch', 'lr', 'rport', 'received', 'expires', 'transport', 'q', 'maddr', 'user', 'ttl', 'methods', 'reg-id', '+sip.instance', 'ob', 'nonce', 'realm']) {
+  (KNOWN_PARAMS[name.length] ??= []).push(name);
+}
+
 /** The trimmed, lowercased parameter name in text[i, j); slices once in the common case. */
 function paramName(text: string, i: number, j: number): string {
   for (let k = i; k < j; k++) {
     const c = text.charCodeAt(k);
     if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return text.slice(i, j).trim().toLowerCase();
+  }
+  const known = KNOWN_PARAMS[j - i];
+  if (known !== undefined) {
+    outer: for (const name of known) {
+      for (let k = 0; k < name.length; k++) if (text.charCodeAt(i + k) !== name.charCodeAt(k)) continue outer;
+      return name;
+    }
   }
   return trimmed(text, i, j);
 }

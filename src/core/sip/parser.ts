@@ -1,6 +1,6 @@
 import { headerKey, isToken, knownHeader, splitCommaList } from './headers.js';
 import { parseVia } from './name-addr.js';
-import { type HeaderField, HeaderError, SipRequest, SipResponse, type AnyMessage } from './message.js';
+import { type HeaderField, HeaderError, SipRequest, SipResponse, type AnyMessage, type WireLayout } from './message.js';
 
 /** Hard limits on what sipledger reads from one message. */
 export interface ParseLimits {
@@ -116,7 +116,7 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
   const headers: HeaderField[] = [];
   // Byte ranges of the rows, kept when every character of the head is one byte (plain ASCII) and
   // every row ends in CRLF, which is what phones send.
-  let spans: number[] | undefined = text.length === textEnd - start && sepLen === 4 ? [] : undefined;
+  let spans: number[] | undefined = text.length === textEnd - start && sepLen === 4 && text.charCodeAt(startLine.length) === 0x0d ? [] : undefined;
   let contentLength: number | undefined;
   let clCount = 0;
   while (next < text.length) {
@@ -202,7 +202,7 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
     const bad = validateCore(msg);
     if (bad) return fail(bad, 400, answerable(msg));
     if (start === 0 && headEnd !== -1 && contentLength === body.length && bodyStart + body.length === buf.length) msg.wire = buf;
-    if (spans !== undefined) msg.layout = { bytes: buf, rows: headers.slice(), spans };
+    if (spans !== undefined) msg.layout = layoutOf(buf, [msg.method, msg.uri, msg.version], startLine.length, start, headers, spans, headEnd, body);
     return { ok: true, message: msg };
   }
   if (tooBig) return fail('response too large', 513, undefined);
@@ -211,8 +211,35 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
   const bad = validateCore(msg);
   if (bad) return fail(bad, 400, undefined);
   if (start === 0 && headEnd !== -1 && contentLength === body.length && bodyStart + body.length === buf.length) msg.wire = buf;
-  if (spans !== undefined) msg.layout = { bytes: buf, rows: headers.slice(), spans };
+  // A status line without the SP before an empty reason is written back with it, as re-encoding does.
+  if (spans !== undefined && startLine.length === msg.version.length + 5 + msg.reason.length) {
+    msg.layout = layoutOf(buf, [msg.version, msg.status, msg.reason], startLine.length, start, headers, spans, headEnd, body);
+  }
   return { ok: true, message: msg };
+}
+
+function layoutOf(
+  buf: Buffer,
+  startLine: WireLayout['startLine'],
+  startLength: number,
+  start: number,
+  headers: HeaderField[],
+  spans: number[],
+  headEnd: number,
+  body: Buffer,
+): WireLayout {
+  const startTo = start + startLength + 2;
+  return {
+    bytes: buf,
+    startLine,
+    startFrom: start,
+    startTo,
+    rows: headers.slice(),
+    spans,
+    headEnd: spans.length > 0 ? spans[spans.length - 1]! : startTo,
+    body,
+    bodyEnd: headEnd + 4 + body.length,
+  };
 }
 
 /** Joins folded continuation lines with one SP, as the value a header means. */

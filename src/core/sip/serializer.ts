@@ -6,9 +6,19 @@ import type { AnyMessage, HeaderField, WireLayout } from './message.js';
  */
 export function serialize(msg: AnyMessage): Buffer {
   if (msg.wire && !msg.modified) return msg.wire;
-  const startLine = msg.isRequest ? `${msg.method} ${msg.uri} ${msg.version}\r\n` : `${msg.version} ${msg.status} ${msg.reason}\r\n`;
   const layout = msg.layout;
-  return layout === undefined ? fromStrings(msg, startLine) : fromLayout(msg, startLine, layout);
+  return layout === undefined ? fromStrings(msg, startLineOf(msg)) : fromLayout(msg, layout);
+}
+
+function startLineOf(msg: AnyMessage): string {
+  return msg.isRequest ? `${msg.method} ${msg.uri} ${msg.version}` : `${msg.version} ${msg.status} ${msg.reason}`;
+}
+
+/** True when the start line still reads as received (unchanged fields are the very same strings). */
+function sameStartLine(msg: AnyMessage, received: WireLayout['startLine']): boolean {
+  return msg.isRequest
+    ? msg.method === received[0] && msg.uri === received[1] && msg.version === received[2]
+    : msg.version === received[0] && msg.status === received[1] && msg.reason === received[2];
 }
 
 /** The row as text, or a rewritten Content-Length row when the body changed size. */
@@ -19,7 +29,7 @@ function rowText(h: HeaderField, bodyLength: number): string {
 }
 
 function fromStrings(msg: AnyMessage, startLine: string): Buffer {
-  let head = startLine;
+  let head = `${startLine}\r\n`;
   let hasLength = false;
   const bodyLength = msg.body.length;
   for (const h of msg.headers) {
@@ -39,21 +49,34 @@ function fromStrings(msg: AnyMessage, startLine: string): Buffer {
  * The same bytes as fromStrings, but rows still present from the received message are copied from
  * the received bytes in runs, and only new or changed rows are encoded.
  */
-function fromLayout(msg: AnyMessage, startLine: string, layout: WireLayout): Buffer {
+function fromLayout(msg: AnyMessage, layout: WireLayout): Buffer {
   const { rows, spans, bytes } = layout;
-  const bodyLength = msg.body.length;
+  const body = msg.body;
+  const bodyLength = body.length;
   // Segments: [from, to) byte ranges of `bytes` as number pairs, or text to encode.
   const segs: Array<number | string> = [];
-  let size = Buffer.byteLength(startLine);
-  let hasLength = false;
-  let next = 0; // where the search for the next received row resumes
+  let size = 0;
   let runFrom = -1;
   let runTo = -1;
+  if (sameStartLine(msg, layout.startLine)) {
+    runFrom = layout.startFrom;
+    runTo = layout.startTo;
+  } else {
+    const line = `${startLineOf(msg)}\r\n`;
+    segs.push(line);
+    size += Buffer.byteLength(line);
+  }
+  let hasLength = false;
+  let lengthRewritten = false;
+  let next = 0; // where the search for the next received row resumes
   for (const h of msg.headers) {
     let text: string | undefined;
     if (h.key === 'content-length') {
       hasLength = true;
-      if (Number(h.value) !== bodyLength) text = `${h.name}: ${bodyLength}\r\n`;
+      if (Number(h.value) !== bodyLength) {
+        text = `${h.name}: ${bodyLength}\r\n`;
+        lengthRewritten = true;
+      }
     }
     let i = -1;
     if (text === undefined) {
@@ -90,15 +113,25 @@ function fromLayout(msg: AnyMessage, startLine: string, layout: WireLayout): Buf
     segs.push(text!);
     size += Buffer.byteLength(text!);
   }
+  // The empty line and an unchanged body follow the last received row as they did on the wire.
+  let tailDone = false;
+  if (hasLength && !lengthRewritten && body === layout.body && runTo === layout.headEnd && runFrom !== -1) {
+    runTo = layout.bodyEnd;
+    tailDone = true;
+  }
   if (runFrom !== -1) {
     segs.push(runFrom, runTo);
     size += runTo - runFrom;
   }
-  const tail = hasLength ? '\r\n' : `Content-Length: ${bodyLength}\r\n\r\n`;
-  size += tail.length + bodyLength;
+  let tail = '';
+  if (!tailDone) {
+    // Every message sipledger sends carries Content-Length, so it can be framed on any transport.
+    tail = hasLength ? '\r\n' : `Content-Length: ${bodyLength}\r\n\r\n`;
+    size += tail.length + bodyLength;
+  }
 
   const out = Buffer.allocUnsafe(size);
-  let at = out.write(startLine, 0, 'utf8');
+  let at = 0;
   for (let k = 0; k < segs.length; k++) {
     const seg = segs[k]!;
     if (typeof seg === 'string') at += out.write(seg, at, 'utf8');
@@ -107,7 +140,9 @@ function fromLayout(msg: AnyMessage, startLine: string, layout: WireLayout): Buf
       at += bytes.copy(out, at, seg, to);
     }
   }
-  at += out.write(tail, at, 'latin1');
-  if (bodyLength > 0) msg.body.copy(out, at);
+  if (!tailDone) {
+    at += out.write(tail, at, 'latin1');
+    if (bodyLength > 0) body.copy(out, at);
+  }
   return out;
 }

@@ -86,10 +86,14 @@ export function parseHostPort(hostport: string, context = hostport): { host: str
   } else {
     const pc = hostport.indexOf(':');
     if (pc !== -1) {
-      host = lower(hostport.slice(0, pc));
+      host = hostport.slice(0, pc);
       portText = hostport.slice(pc + 1);
-    } else host = lower(hostport);
-    if (!isHostname(host)) throw new UriError(`invalid host: ${truncate(context)}`);
+    } else host = hostport;
+    // Hosts nearly always arrive lowercase and valid: check both in one pass.
+    if (!isHostname(host)) {
+      host = host.toLowerCase();
+      if (!isHostname(host)) throw new UriError(`invalid host: ${truncate(context)}`);
+    }
   }
   let port: number | undefined;
   if (portText !== undefined) {
@@ -103,15 +107,6 @@ export function parseHostPort(hostport: string, context = hostport): { host: str
     if (port > 65535) throw new UriError(`port out of range: ${truncate(context)}`);
   }
   return { host, port };
-}
-
-/** Lowercases only when needed (most hosts arrive lowercase already). */
-function lower(s: string): string {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return s.toLowerCase();
-  }
-  return s;
 }
 
 /**
