@@ -11,6 +11,7 @@ import { mkdir, open as openFile, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { AuditProjection, type AuditProjectionOptions } from '../../projections/audit.js';
+import { BansProjection } from '../../projections/bans.js';
 import { CallsProjection, type CallsProjectionOptions } from '../../projections/calls.js';
 import { LocationProjection } from '../../projections/location.js';
 import {
@@ -28,7 +29,7 @@ import type { Projection } from './projection.js';
 import { eventSchemas } from './schemas.js';
 
 export type { Binding } from '../../projections/location.js';
-export { LocationProjection, AuditProjection, CallsProjection };
+export { LocationProjection, AuditProjection, CallsProjection, BansProjection };
 
 export interface LedgerOptions {
   /** The log; the ledger owns it from now on and closes it in close(). */
@@ -77,6 +78,8 @@ export class Ledger {
   readonly location: LocationProjection;
   readonly audit: AuditProjection;
   readonly calls: CallsProjection;
+  /** Bans in force (brute-force guard and operators), shared by every instance on the log. */
+  readonly bans: BansProjection;
   readonly #projections: readonly Projection[];
   readonly #log: EventLog;
   readonly #logger: Logger;
@@ -107,7 +110,8 @@ export class Ledger {
     this.location = new LocationProjection();
     this.audit = new AuditProjection(opts.audit);
     this.calls = new CallsProjection(opts.calls);
-    this.#projections = [this.location, this.audit, this.calls];
+    this.bans = new BansProjection();
+    this.#projections = [this.location, this.audit, this.calls, this.bans];
   }
 
   /**
