@@ -165,8 +165,12 @@ export class Ledger {
         },
       },
     );
+    // With nothing to replay, `caughtUp` holds at once; a log whose reader takes time to start (a Kafka
+    // consumer joining its group) says when it is following, and only then is this instance ready to
+    // see other instances' events and its own appends without that delay.
+    const live = (this.#subscription as Subscription & { live?: Promise<void> }).live;
     try {
-      await Promise.race([caughtUp, failure]);
+      await Promise.race([Promise.all([caughtUp, live]), failure]);
     } catch (err) {
       await this.#subscription.close().catch(() => undefined);
       throw err;
