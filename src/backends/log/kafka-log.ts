@@ -366,7 +366,11 @@ export class KafkaLog implements EventLog {
     }
   }
 
-  tail(from: LogPosition | 'start', handler: TailHandler, opts: TailOptions = {}): Subscription {
+  /**
+   * Follows the topic from `from`. The subscription's `live` resolves when the consumer has joined its
+   * group and is fetching: until then nothing, not even this instance's own appends, is delivered.
+   */
+  tail(from: LogPosition | 'start', handler: TailHandler, opts: TailOptions = {}): Subscription & { readonly live: Promise<void> } {
     if (this.#closed) throw new LogError('LOG_CLOSED', 'log is closed', false);
     const cursor: Record<string, number> = from === 'start' ? {} : { ...from };
     let open = true;
@@ -394,12 +398,15 @@ export class KafkaLog implements EventLog {
       return undefined;
     });
     return {
+      // consumer.run() resolves once the consumer has joined its group (seconds on a fresh group:
+      // group.initial.rebalance.delay.ms); from then on records reach the handler as they arrive.
+      live: started.then(() => undefined),
       close: async () => {
         open = false;
         const consumer = await started;
         if (consumer) await this.#stop(consumer);
       },
-    };
+    } satisfies Subscription & { live: Promise<void> };
   }
 
   /** Waits for queued appends, then disconnects the producer, the admin client and every consumer. */
