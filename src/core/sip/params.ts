@@ -11,22 +11,23 @@ export type Params = Map<string, string | null>;
  */
 export function parseParams(text: string, start = 0, end = text.length): Params | null {
   const params: Params = new Map();
+  // Positions of the next '=' and ';' at or after i (end when none), found with indexOf and reused
+  // until passed, so the whole scan stays linear however many parameters there are.
+  let eq = -1;
+  let semi = -1;
   let i = start;
   while (i < end) {
     // skip separators and whitespace
-    let ch = text.charCodeAt(i);
+    const ch = text.charCodeAt(i);
     if (ch === 0x3b /* ; */ || isWs(ch)) {
       i++;
       continue;
     }
-    let j = i;
-    while (j < end) {
-      ch = text.charCodeAt(j);
-      if (ch === 0x3d /* = */ || ch === 0x3b) break;
-      j++;
-    }
+    if (eq < i) eq = bounded(text.indexOf('=', i), end);
+    if (semi < i) semi = bounded(text.indexOf(';', i), end);
+    const j = eq < semi ? eq : semi;
     const name = paramName(text, i, j);
-    if (j < end && text.charCodeAt(j) === 0x3d) {
+    if (j < end && j === eq) {
       let k = j + 1;
       while (k < end && isWs(text.charCodeAt(k))) k++;
       if (k < end && text.charCodeAt(k) === 0x22) {
@@ -39,10 +40,9 @@ export function parseParams(text: string, start = 0, end = text.length): Params 
         if (name) params.set(name, text.slice(k, q + 1));
         i = q + 1;
       } else {
-        let q = k;
-        while (q < end && text.charCodeAt(q) !== 0x3b) q++;
-        if (name) params.set(name, trimmed(text, k, q));
-        i = q;
+        if (semi < k) semi = bounded(text.indexOf(';', k), end);
+        if (name) params.set(name, trimmed(text, k, semi));
+        i = semi;
       }
     } else {
       if (name) params.set(name, null);
@@ -50,6 +50,10 @@ export function parseParams(text: string, start = 0, end = text.length): Params 
     }
   }
   return params;
+}
+
+function bounded(at: number, end: number): number {
+  return at === -1 || at > end ? end : at;
 }
 
 /** White space as String.prototype.trim saw it for the ASCII range. */
