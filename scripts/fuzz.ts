@@ -33,10 +33,12 @@ const report = await runFuzz({
   drain: values.drain,
   hangAfterMs: Number(values['hang-after']),
   progressEvery: Math.max(10_000, Math.floor(count / 50)),
-  onProgress: (p) =>
+  onProgress: (p) => {
     console.error(
       `${p.messages} messages, ${Math.round(p.elapsedMs / 1000)} s, crashes ${p.crashes}, hangs ${p.hangs}, heap ${mb(p.heapUsedBytes)}, live server transactions ${p.serverTransactions}`,
-    ),
+    );
+    for (const f of p.newFindings) console.error(`  finding: ${f}`);
+  },
 });
 if (values.json) console.log(JSON.stringify(report, null, 2));
 else {

@@ -67,6 +67,8 @@ export interface FuzzProgress {
   readonly hangs: number;
   readonly heapUsedBytes: number;
   readonly serverTransactions: number;
+  /** Crash and hang descriptions found since the previous progress report. */
+  readonly newFindings: string[];
 }
 
 export interface FuzzReport {
@@ -633,6 +635,8 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const progressEvery = opts.progressEvery ?? 100_000;
   const maxLive = opts.maxLiveTransactions ?? 15_000;
   let sent = 0;
+  let reportedCrashes = 0;
+  let reportedHangs = 0;
   try {
     while (sent < opts.count) {
       const batch = Math.min(200, opts.count - sent);
@@ -668,7 +672,10 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
           hangs,
           heapUsedBytes: process.memoryUsage().heapUsed,
           serverTransactions: app.transactions.stats.serverTransactions,
+          newFindings: [...crashDetails.slice(reportedCrashes), ...hangDetails.slice(reportedHangs)],
         });
+        reportedCrashes = crashDetails.length;
+        reportedHangs = hangDetails.length;
       }
     }
     const durationMs = Date.now() - started;
