@@ -28,6 +28,8 @@ import { FileLog } from './backends/log/file-log.js';
 import { KafkaLog } from './backends/log/kafka-log.js';
 import { type SipledgerConfig, type MemoryUserConfig, resolveSecret } from './config/config.js';
 import { AdminServer } from './admin/server.js';
+import { BruteForceGuard, DestinationFilter, FloodLimiter } from './core/security/index.js';
+import { createResponse } from './core/sip/response.js';
 
 export interface Sipledger {
   readonly config: SipledgerConfig;
@@ -38,6 +40,7 @@ export interface Sipledger {
   readonly proxy: ProxyCore;
   readonly authenticator: DigestAuthenticator;
   readonly backends: ReadonlyMap<string, AuthBackend>;
+  readonly security: { readonly guard: BruteForceGuard; readonly flood: FloodLimiter; readonly destinations: DestinationFilter };
   readonly admin: AdminServer | undefined;
   readonly logger: Logger;
   readonly startedAt: number;
@@ -125,6 +128,25 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     ...(config.snapshots.every !== undefined ? { snapshotEvery: config.snapshots.every } : {}),
   });
 
+  // Abuse resistance (docs/security.md). The guard is fed after the replay, so history never
+  // produces new bans; bans already in the log are in ledger.bans.
+  const guard = new BruteForceGuard({
+    config: config.security.bruteForce,
+    bans: ledger.bans,
+    ...(config.instance !== undefined ? { instance: config.instance } : {}),
+    logger: logger.child({ module: 'security' }),
+  });
+  ledger.onEvent((event) => {
+    const bans = guard.observe(event);
+    if (bans.length > 0) {
+      setImmediate(() => {
+        ledger.append(bans).catch((err: Error) => logger.warn({ err: err.message }, 'ban not recorded'));
+      });
+    }
+  });
+  const flood = new FloodLimiter(config.security.flood);
+  const destinationFilter = new DestinationFilter(config.security.destinations);
+
   const transports = await TransportManager.listen({
     listen: config.listen.map((l) => ({
       transport: l.transport,
@@ -165,13 +187,40 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     },
     onStrayResponse: (res) => void up.proxy!.forwardStrayResponse(res),
   });
-  transports.onMessage((msg) => transactions.receive(msg));
+  transports.onMessage((msg) => {
+    if (msg.isRequest && msg.source) {
+      const ip = msg.source.address;
+      const now = Date.now();
+      // Flood limit first (what pike does): a flooding source costs one lookup per datagram.
+      const admitted = flood.admit(ip, now);
+      if (!admitted.allowed) {
+        if (admitted.log) logger.warn({ ip, droppedSinceLog: admitted.droppedSinceLog }, 'flood limit: requests from this source dropped');
+        return;
+      }
+      const verdict = guard.check({ ip, now });
+      if (verdict.banned) {
+        if (verdict.action === 'reject' && msg.method !== 'ACK') {
+          transports.sendResponse(createResponse(msg, 403, { reason: 'Forbidden (banned)' }), msg.source).catch(() => undefined);
+        }
+        return;
+      }
+    }
+    transactions.receive(msg);
+  });
 
-  const proxy = new ProxyCore({ transactions, sender: transports, resolver: new Resolver(), local, logger: logger.child({ module: 'proxy' }) });
+  const proxy = new ProxyCore({
+    transactions,
+    sender: transports,
+    resolver: new Resolver(),
+    local,
+    logger: logger.child({ module: 'proxy' }),
+    ...(destinationFilter.empty ? {} : { destinationFilter }),
+  });
   const aliasBackends = domains;
   const router = new Router({
     auth: {
       servesDomain: (d) => authenticator.servesDomain(d),
+      realmOf: (d) => authenticator.domain(d)?.realm,
       authenticate: (r) => authenticator.authenticate(r),
       resolveAlias: async (alias) => {
         const d = authenticator.domain(alias.domain);
@@ -187,6 +236,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     },
     ledger,
     proxy,
+    guard,
     registrar: config.registrar,
     localAddresses,
     aliases: new Map(Object.entries(config.aliases).map(([a, t]) => [normalizeAor(a), normalizeAor(t)])),
@@ -208,6 +258,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     proxy,
     authenticator,
     backends,
+    security: { guard, flood, destinations: destinationFilter },
     get admin() {
       return admin;
     },

@@ -2,6 +2,7 @@
  * The admin HTTP API: health, readiness, Prometheus metrics, and read-only views of the location
  * and audit projections. Loopback by default; a bearer token is required when bound elsewhere.
  */
+import { handleBansRequest } from '../core/security/ban-admin.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -93,8 +94,55 @@ function authorised(req: IncomingMessage, tokenHash: Buffer): boolean {
   return timingSafeEqual(given, tokenHash);
 }
 
+/** Reads a small JSON request body (bans are a few hundred bytes; anything over 64 KiB is refused). */
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > 65536) {
+        reject(new Error('request body too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (size === 0) return resolve(undefined);
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new Error('request body is not JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function handleBans(app: Sipledger, url: URL, req: IncomingMessage, res: ServerResponse): void {
+  const body = req.method === 'POST' || req.method === 'DELETE' ? readJson(req) : Promise.resolve(undefined);
+  body
+    .then((b) =>
+      handleBansRequest(req.method ?? 'GET', url.searchParams, b, {
+        bans: app.ledger.bans,
+        append: (events) => app.ledger.append(events),
+        now: Date.now(),
+        ...(app.config.instance !== undefined ? { instance: app.config.instance } : {}),
+      }),
+    )
+    .then(
+      (r) => send(res, r.status, r.body),
+      (err: Error) => send(res, 400, { error: err.message }),
+    );
+}
+
 function handle(app: Sipledger, counters: EventCounters, req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://admin');
+  if (url.pathname === '/bans') {
+    handleBans(app, url, req, res);
+    return;
+  }
   if (req.method !== 'GET') {
     send(res, 405, { error: 'method not allowed' });
     return;

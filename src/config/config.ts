@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import YAML from 'yaml';
+import { securityConfigFrom, SecurityConfigError, type SecurityConfig, type SecurityConfigInput } from '../core/security/config.js';
 
 export type Secret = string | { env: string } | { file: string };
 
@@ -86,6 +87,8 @@ export interface SipledgerConfig {
   admin: { enabled: boolean; address: string; port: number; token?: Secret };
   logging: { level: string; sipTrace: boolean };
   retryAfter: number;
+  /** Brute-force guard, flood limit and destination filter (docs/security.md). */
+  security: SecurityConfig;
   /** The directory relative paths in the file are resolved against. */
   baseDir: string;
 }
@@ -175,10 +178,17 @@ export function configFromObject(doc: unknown, file = '<config>', baseDir = proc
     admin: { enabled: true, address: '127.0.0.1', port: 8080, ...(raw.admin ?? {}) },
     logging: { level: 'info', sipTrace: false, ...(raw.logging ?? {}) },
     retryAfter: raw.retryAfter ?? 5,
+    security: undefined as unknown as SecurityConfig,
     baseDir,
   };
 
   const problems: ConfigProblem[] = [];
+  try {
+    cfg.security = securityConfigFrom(raw['security'] as SecurityConfigInput | undefined);
+  } catch (err) {
+    if (!(err instanceof SecurityConfigError)) throw err;
+    problems.push(...err.problems);
+  }
   cfg.domains.forEach((d, i) => {
     if (!cfg.backends[d.backend]) {
       problems.push({ path: `domains[${i}].backend`, message: `no backend named '${d.backend}' (defined: ${Object.keys(cfg.backends).join(', ')})` });

@@ -5,6 +5,7 @@ import { locationCommand } from './location.js';
 import { auditCommand } from './audit.js';
 import { logCommand } from './log.js';
 import { rebuildCommand } from './rebuild.js';
+import { banCommand } from './ban.js';
 
 export interface Command {
   readonly summary: string;
@@ -21,4 +22,5 @@ export const commands: Record<string, Command> = {
   audit: auditCommand,
   log: logCommand,
   rebuild: rebuildCommand,
+  ban: banCommand,
 };

@@ -12,6 +12,7 @@ import { createResponse, newBranch } from '../sip/response.js';
 import { serialize } from '../sip/serializer.js';
 import { parseUri, type SipUri } from '../sip/uri.js';
 import type { Hop, Resolver, TransportName } from './resolver.js';
+import type { DestinationCaller, DestinationFilter } from '../security/destination-filter.js';
 
 export interface Destination extends Hop {
   readonly connectionId?: number;
@@ -64,6 +65,14 @@ export interface RelayOptions {
   readonly onBranchResponse?: (res: SipResponse, target: Target) => void;
   /** Called once the targets are about to be contacted. */
   readonly onRouted?: (targets: readonly Target[]) => void;
+  /** Who is asking, for the destination filter's allow-lists. */
+  readonly caller?: DestinationCaller;
+}
+
+/** A relay refused because the next hop is a protected destination (473, seed 002's IP blacklists). */
+export class FilteredDestinationError extends Error {
+  readonly code = 'SIP_FILTERED_DESTINATION';
+  readonly retriable = false;
 }
 
 export interface ProxyStats {
@@ -86,6 +95,8 @@ export class ProxyCore {
       resolver: Resolver;
       local: LocalAddressFn;
       logger: Logger;
+      /** Protected destinations (gateways, media servers) relayed to only when allowed. */
+      destinationFilter?: DestinationFilter;
     },
   ) {}
 
@@ -107,6 +118,7 @@ export class ProxyCore {
     target: Target,
     recordRoute: boolean,
     delegate: ClientDelegate,
+    caller?: DestinationCaller,
   ): Promise<ProxyClientTransaction | undefined> {
     // Step 1: "Make a copy of the received request".
     const fwd = req.clone();
@@ -134,6 +146,11 @@ export class ProxyCore {
     }
     const hop = hops[0];
     if (!hop) return undefined;
+    // The filter applies to out-of-dialog relays (the router passes a caller for those); requests
+    // inside a dialog that was admitted follow its route set (see docs/security.md).
+    if (caller && this.opts.destinationFilter?.check(hop.address, hop.port, caller, hop.transport) === 'deny') {
+      throw new FilteredDestinationError(`relay to protected destination ${hop.address}:${hop.port} refused`);
+    }
 
     const local = this.opts.local(hop.transport);
     if (!local) {
@@ -244,7 +261,7 @@ class ResponseContext {
           onResponse: (res) => this.onResponse(b, res),
           onTimeout: () => this.onFinal(b, ProxyCore.localResponse(this.req, 408)),
           onTransportError: () => this.onFinal(b, ProxyCore.localResponse(this.req, 503, 'Service Unavailable (next hop unreachable)')),
-        })
+        }, this.options.caller)
         .then((tx) => {
           if (!tx) {
             this.onFinal(b, ProxyCore.localResponse(this.req, 502, 'Bad Gateway (next hop not resolvable)'));
@@ -254,6 +271,11 @@ class ResponseContext {
           if (b.cancelRequested && !b.final) tx.cancel();
         })
         .catch((err: Error) => {
+          if (err instanceof FilteredDestinationError) {
+            this.logger.info({ err: err.message }, 'relay refused: filtered destination');
+            this.onFinal(b, ProxyCore.localResponse(this.req, 473, 'Filtered Destination'));
+            return;
+          }
           this.logger.warn({ err: err.message }, 'branch could not be sent');
           this.onFinal(b, ProxyCore.localResponse(this.req, 500));
         })

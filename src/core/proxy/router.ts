@@ -30,6 +30,8 @@ import { aorOf, parseUri, unescapeUser, type SipUri } from '../sip/uri.js';
 import { parseNameAddr } from '../sip/name-addr.js';
 import type { ProxyCore, ProxyServerTransaction, Target, Destination } from './proxy-core.js';
 import type { TransportName } from './resolver.js';
+import { userKey } from '../security/ban-values.js';
+import type { BanCheck, BanVerdict } from '../security/brute-force-guard.js';
 
 /** What the router needs of a server transaction. */
 export interface RouterTransaction extends ProxyServerTransaction {
@@ -39,6 +41,8 @@ export interface RouterTransaction extends ProxyServerTransaction {
 /** What the router needs of the authenticator. */
 export interface RouterAuth {
   servesDomain(domain: string): boolean;
+  /** The digest realm of a served domain (for per-user bans, which are keyed user@realm). */
+  realmOf?(domain: string): string | undefined;
   authenticate(req: AuthRequest): Promise<AuthResult>;
   resolveAlias?(alias: { user: string; domain: string }): Promise<{ user: string; domain: string } | null>;
 }
@@ -57,6 +61,8 @@ export interface RouterOptions {
   readonly auth: RouterAuth;
   readonly ledger: RouterLedger;
   readonly proxy: ProxyCore;
+  /** The brute-force guard: banned users are refused before authentication. */
+  readonly guard?: { check(q: BanCheck): BanVerdict };
   readonly registrar: RegistrarConfig;
   /** Our listening addresses, to recognise our own Route entries and Request-URIs. */
   readonly localAddresses: () => ReadonlyArray<{ host: string; port: number }>;
@@ -185,6 +191,7 @@ export class Router {
 
   private async register(req: SipRequest, tx: RouterTransaction): Promise<void> {
     const to = req.to().uri;
+    if (this.userBanned(req, tx, { user: userOf(to), domain: to.host })) return;
     const auth = await this.authenticate(req, 'REGISTER', { user: userOf(to), domain: to.host });
     if (!auth) return;
     if (auth.outcome !== 'ok') {
@@ -254,8 +261,10 @@ export class Router {
     const events: SipledgerEvent[] = [];
 
     let attributes: Record<string, AttributeValue | AttributeValue[]> | undefined;
+    let authUser: string | undefined;
     if (fromServed) {
       // proxy_authorize + check_from + consume_credentials.
+      if (this.userBanned(req, tx, { user: userOf(from), domain: from.host })) return;
       const auth = await this.authenticate(req, req.method, { user: userOf(from), domain: from.host });
       if (!auth) return;
       if (auth.outcome !== 'ok') {
@@ -266,6 +275,7 @@ export class Router {
       events.push(this.authSucceededEvent(req, auth, this.clock()));
       for (const i of [...auth.consumed].sort((a, b) => b - a)) req.removeNth('proxy-authorization', i);
       attributes = auth.attributes;
+      authUser = `${auth.user}@${auth.domain}`;
     } else if (!ruriServed) {
       // No open relay: a foreign caller to a foreign destination is refused without a challenge
       // (we have no realm to challenge it with).
@@ -313,8 +323,10 @@ export class Router {
     }
 
     void this.appendQuietly(events);
+    const caller = { ...(req.source ? { ip: req.source.address } : {}), ...(authUser ? { user: authUser } : {}) };
     this.opts.proxy.relay(tx, req, targets, {
       recordRoute: true,
+      caller,
       onRouted: isInvite
         ? (ts) => void this.appendQuietly([callRouted({ callId, targets: ts.map((t) => t.uri) }, this.meta())])
         : undefined,
@@ -398,6 +410,19 @@ export class Router {
     });
     this.stats.authOutcomes[result.outcome] = (this.stats.authOutcomes[result.outcome] ?? 0) + 1;
     return result;
+  }
+
+  /**
+   * A user banned by the brute-force guard (or an operator) is refused before its credentials are
+   * looked at: 403, or no answer at all when the guard's action is 'drop'.
+   */
+  private userBanned(req: SipRequest, tx: RouterTransaction, identity: { user: string; domain: string }): boolean {
+    if (!this.opts.guard || !identity.user) return false;
+    const realm = this.opts.auth.realmOf?.(identity.domain) ?? identity.domain;
+    const verdict = this.opts.guard.check({ ip: req.source?.address ?? '', user: userKey(identity.user, realm), now: this.clock() });
+    if (!verdict.banned) return false;
+    if (verdict.action === 'reject') this.reply(tx, 403, { reason: 'Forbidden (banned)' });
+    return true;
   }
 
   private answerAuthFailure(tx: RouterTransaction, auth: Exclude<AuthResult, { outcome: 'ok' }>): void {
