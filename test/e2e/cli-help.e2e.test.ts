@@ -2,7 +2,10 @@
  * Every command explains itself: `--help` and `help COMMAND` print usage with options and exit
  * codes and exit 0; unknown commands and options exit 2 and say what was wrong.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ROOT } from '../support/sipledger-process.js';
 import { runCli } from '../support/cli.js';
 
 const COMMANDS = ['start', 'config', 'users', 'location', 'audit', 'log', 'rebuild'];
@@ -15,6 +18,8 @@ describe('sipledger help', () => {
     expect(r.stdout).toMatch(/Exit codes?:|exits 0/);
     const viaHelp = await runCli(['help', c]);
     expect(viaHelp.stdout).toBe(r.stdout);
+    // docs/cli.md carries the same text.
+    expect(readFileSync(path.join(ROOT, 'docs', 'cli.md'), 'utf8')).toContain(r.stdout);
   });
 
   it('an unknown command exits 2 and lists the commands', async () => {
