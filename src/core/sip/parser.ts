@@ -114,6 +114,7 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
   // Header rows, unfolding continuation lines (RFC 3261 s7.3.1: "a header field value MAY be
   // extended over multiple lines by preceding each extra line with at least one SP or HTAB").
   const headers: HeaderField[] = [];
+  let nextColon = -1;
   // Byte ranges of the rows, kept when every character of the head is one byte (plain ASCII) and
   // every row ends in CRLF, which is what phones send.
   let spans: number[] | undefined = text.length === textEnd - start && sepLen === 4 && text.charCodeAt(startLine.length) === 0x0d ? [] : undefined;
@@ -146,8 +147,13 @@ function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): Parse
       problem ??= 'header line too long';
       continue;
     }
-    let colon = a;
-    while (colon < z && line.charCodeAt(colon) !== 0x3a /* : */) colon++;
+    let colon: number;
+    if (folded) colon = bounded(line.indexOf(':'), z);
+    else {
+      // The next ':' in the text, reused while rows before it have none (keeps the scan linear).
+      if (nextColon < a) nextColon = bounded(text.indexOf(':', a), text.length);
+      colon = nextColon < z ? nextColon : z;
+    }
     if (colon === a || colon === z) {
       problem ??= 'malformed header line';
       continue;
@@ -240,6 +246,10 @@ function layoutOf(
     body,
     bodyEnd: headEnd + 4 + body.length,
   };
+}
+
+function bounded(at: number, end: number): number {
+  return at === -1 || at > end ? end : at;
 }
 
 /** Joins folded continuation lines with one SP, as the value a header means. */
