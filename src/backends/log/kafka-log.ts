@@ -59,7 +59,11 @@ interface PendingAppend {
 }
 
 function brokerError(message: string, cause: unknown): LogError {
-  const retriable = (cause as { retriable?: boolean } | null)?.retriable ?? true;
+  // kafkajs reports spent retries as a non-retriable error whose cause is what actually failed (a
+  // closed connection, no leader): whether trying again later may succeed is that cause's answer.
+  let root = cause as { retriable?: boolean; cause?: unknown } | null;
+  for (let depth = 0; root?.cause && depth < 8; depth++) root = root.cause as typeof root;
+  const retriable = root?.retriable ?? true;
   return new LogError('LOG_BROKER_UNAVAILABLE', `${message}: ${(cause as Error)?.message ?? String(cause)}`, retriable, { cause });
 }
 
@@ -281,14 +285,32 @@ export class KafkaLog implements EventLog {
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [this.#topic], fromBeginning: true });
-    const floor = from === 'start' ? {} : from;
+    // The next offset to deliver, per partition. No offsets are committed, so a consumer that kafkajs
+    // restarts after a retriable failure (the brokers were unreachable for a while) would begin again
+    // at the earliest record: on every join it is sent back here instead, and records below it are
+    // dropped, so nothing is applied twice and nothing is skipped.
+    const next: Record<string, number> = from === 'start' ? {} : { ...from };
+    const seekAll = (): void => {
+      for (const [partition, offset] of Object.entries(next)) {
+        consumer.seek({ topic: this.#topic, partition: Number(partition), offset: String(offset) });
+      }
+    };
+    let joins = 0;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      // Called during the join, before the first fetch of the new generation.
+      if (joins++ > 0) {
+        this.#logger.warn({ topic: this.#topic, position: next }, 'kafka consumer rejoined; resuming where it stopped');
+        seekAll();
+      }
+    });
     // run() creates the consumer group synchronously, so the seeks below are in place before the
-    // first fetch; records below `from` are dropped as well, in case a fetch was already under way.
+    // first fetch; records below `next` are dropped as well, in case a fetch was already under way.
     const running = consumer.run({
       autoCommit: false,
       eachMessage: async ({ partition, message }) => {
         const offset = Number(message.offset);
-        if (offset < (floor[String(partition)] ?? 0)) return;
+        const p = String(partition);
+        if (offset < (next[p] ?? 0)) return;
         let event: SipledgerEvent;
         try {
           event = decodeEvent(JSON.parse(message.value?.toString('utf8') ?? 'null'), this.#upcasters);
@@ -299,11 +321,10 @@ export class KafkaLog implements EventLog {
           event = { type: 'log.undecodable', version: 1, id: `${partition}:${offset}`, time: 0 } as unknown as SipledgerEvent;
         }
         await onRecord(partition, offset, event);
+        next[p] = offset + 1;
       },
     });
-    for (const [partition, offset] of Object.entries(floor)) {
-      consumer.seek({ topic: this.#topic, partition: Number(partition), offset: String(offset) });
-    }
+    seekAll();
     await running;
     return consumer;
   }
