@@ -62,6 +62,12 @@ export async function main(argv: string[]): Promise<number> {
   return cmd.run(rest);
 }
 
+// `sipledger log inspect | head`: a reader that goes away is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     // `start` keeps the process alive itself; others end here.

@@ -41,9 +41,11 @@ Options:
       --no-follow     tail: print the last N records and exit
       --json          machine-readable output
 
-Exit codes: 0 success (verify: no damage found), 1 damage found or the log could not be
-read, 2 usage or configuration error. A torn tail found while sipledger holds the log is a
-write in progress and does not fail verify.
+Exit codes: 0 success (verify: no damage that loses data; a torn tail or an orphan is
+reported but does not fail), 1 damage found (corrupt or undecodable records, gaps) or the log
+could not be read, 2 usage or configuration error. Run verify before starting sipledger after a
+disk error: sipledger treats a CRC failure in the last segment as a torn tail and cuts the log
+there, intact records after it included.
 
 Examples:
   sipledger log verify -c /etc/sipledger/sipledger.yaml
@@ -164,8 +166,10 @@ async function verify(t: LogTarget, json: boolean): Promise<number> {
   if (!t.dir) throw new UsageError('verify checks the CRCs of a file log; a Kafka topic is checked by its brokers');
   const report = await verifyLog(t.dir);
   const holder = lockHolder(t.dir);
-  // A torn tail under a live writer is most likely a group commit being written right now.
-  const failing = report.problems.filter((p) => !(p.kind === 'torn-tail' && holder !== undefined));
+  // A torn tail was never acknowledged (sipledger cuts it at its next start, and under a live
+  // writer it is most likely a group commit being written): it is reported, not failed. An orphan
+  // was already set aside. Damage with intact records after it is what loses acknowledged events.
+  const failing = report.problems.filter((p) => p.kind !== 'torn-tail' && p.kind !== 'orphan');
   if (json) {
     out(JSON.stringify({ ...report, runningPid: holder ?? null, ok: failing.length === 0 }, null, 2) + '\n');
     return failing.length === 0 ? EXIT_OK : EXIT_FAILURE;
@@ -176,11 +180,12 @@ async function verify(t: LogTarget, json: boolean): Promise<number> {
   const types = Object.entries(report.byType).sort((a, b) => (a[0] < b[0] ? -1 : 1));
   if (types.length) out(`  by type: ${types.map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
   for (const p of report.problems) {
-    const note = p.kind === 'torn-tail' && holder !== undefined ? ' (sipledger is writing: probably a write in progress)' : '';
+    const note =
+      p.kind === 'torn-tail' ? (holder !== undefined ? ' (sipledger is writing: probably a write in progress)' : ' (never acknowledged; harmless)') : '';
     out(`  ${p.kind.toUpperCase()} at offset ${p.offset} in ${p.segment}, ${p.bytes} bytes: ${p.reason}${note}\n`);
   }
   if (failing.length === 0) {
-    out('ok: every record is intact\n');
+    out('ok: every acknowledged record is intact\n');
     return EXIT_OK;
   }
   out(`damaged: ${failing.length} region(s); see docs/operations.md, "Crash recovery"\n`);
