@@ -79,6 +79,8 @@ describe('stateless error answers', () => {
   it('a request with two To headers is refused with 400, and the 400 itself is a message the peer can parse (or nothing is sent)', async () => {
     const cp = client.address().port;
     const answers = await answersTo(base(cp, ['To: <sip:alice@example.com>', 'To: <sip:carol@example.com>']));
+    // RFC 4475 s3.3.8 (multiple values in single-value fields): answered 400.
+    expect(answers.length).toBeGreaterThan(0);
     for (const a of answers) {
       const r = parseMessage(a);
       expect(r.ok && !r.message.isRequest ? r.message.status : undefined).toBe(400);
@@ -88,7 +90,9 @@ describe('stateless error answers', () => {
 
   it('a request with a To that is not a name-addr is refused, and the answer parses (or nothing is sent)', async () => {
     const cp = client.address().port;
+    const malformedBefore = app.transports.stats.malformed;
     const answers = await answersTo(base(cp, ['To: "Mr. J. User <sip:j.user@example.com>']));
+    expect(app.transports.stats.malformed).toBe(malformedBefore + 1);
     for (const a of answers) expect(responseProblem(a)).toBeUndefined();
   });
 
