@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs, UsageError } from '../args.js';
+import { packageRoot } from '../../config/config.js';
 import { checkOperational, configFor, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, reportConfigError } from './shared.js';
 import { createLogger } from '../../logger.js';
 import { startSipledger, type Sipledger } from '../../app.js';
@@ -80,11 +83,16 @@ log held by another process, a backend that cannot be set up) or the shutdown fa
     if (!opts['config']) {
       const l = app.transports.listening()[0];
       const at = `${l?.address}:${l?.port}`;
+      const scenario = path.join(packageRoot(), 'test', 'fixtures', 'sipp', 'register.xml');
       process.stderr.write(
-        `\nsipledger is running (quick start). Register a phone or SIPp against it:\n` +
+        `\nsipledger is running (quick start). Register a phone, SIPp or sipsak against it:\n` +
           `  registrar/proxy: ${at} (UDP and TCP), domain sipledger.test\n` +
           `  users: alice / alice-secret, bob / bob-secret\n` +
-          `  sipsak: sipsak -U -C sip:alice@127.0.0.1:5070 -s sip:alice@sipledger.test -a alice-secret -u alice -p ${at} -vv\n` +
+          (existsSync(scenario)
+            ? `  SIPp:   sipp ${at} -sf ${path.relative(process.cwd(), scenario) || scenario} -m 1 -i 127.0.0.1 -p 5070 -key user alice -key domain sipledger.test -key contact 127.0.0.1:5070 -key expires 3600 -au alice -ap alice-secret\n`
+            : '') +
+          `  sipsak: sipsak -U -x 3600 -C sip:alice@127.0.0.1:5070 -s sip:alice@sipledger.test -a alice-secret -u alice -p ${at} -vv\n` +
+          `          (sipsak resolves the domain: add "127.0.0.1 sipledger.test" to /etc/hosts first)\n` +
           (app.admin ? `  bindings: curl ${app.admin.address()}/location   (or: npx sipledger location show)\n` : '') +
           `  events:   ./data/log (npx sipledger log tail)\n` +
           `Stop with Ctrl-C.\n\n`,
