@@ -44,8 +44,10 @@ function instanceConfig(name: string, sipPort: number, adminPort = 0): Record<st
     {
       instance: name,
       backends: {
-        local: { type: 'memory', users: ['alice', 'bob', 'carol', 'dave'].map((u) => ({ username: u, password: `${u}-secret` })) },
+        local: { type: 'memory', users: ['alice', 'bob', 'carol', 'dave', 'erin'].map((u) => ({ username: u, password: `${u}-secret` })) },
       },
+      // User bans after 3 failures; no address bans, since every test phone is on 127.0.0.1.
+      security: { bruteForce: { user: { failures: 3, windowSeconds: 300, banSeconds: 300 }, ip: { failures: 0 } } },
       auth: { secret: SECRET, nonceLifetime: 30 },
       log: { type: 'kafka', brokers: broker.brokers, topic, clientId: `sipledger-${name}` },
       snapshots: { dir: './snapshots' },
@@ -277,6 +279,36 @@ describe('two instances on one Kafka topic', () => {
         async () => (await getJson<AuditBody>(`${b.adminUrl}/audit?since=1h&cause=nonce_reused`)).failures.some((f) => f.user === 'dave'),
         'the replay is audited',
       );
+    } finally {
+      phone.close();
+    }
+  });
+
+  it('failures at both instances add up to a user ban that both enforce', async () => {
+    const fail = async (proc: RunningSipledger): Promise<void> => {
+      const r = await runSipp({
+        scenario: 'auth-register-wrong-password.xml',
+        target: `127.0.0.1:${proc.sipPort}`,
+        keys: { user: 'erin', domain: 'example.com', contact: '127.0.0.1:5999', expires: '300' },
+        auth: { user: 'erin', password: 'guess' },
+      });
+      expect(r.code, r.errors).toBe(0);
+    };
+    const failuresIn = async (proc: RunningSipledger): Promise<number> =>
+      (await getJson<AuditBody>(`${proc.adminUrl}/audit?since=1h&user=erin`)).failures.length;
+    await fail(a);
+    await fail(a);
+    await eventually(async () => (await failuresIn(b)) === 2, "B has counted A's failures");
+    await fail(b); // the third failure, seen at B: the threshold counts the whole cluster's failures
+
+    const phone = new RawPhone();
+    await phone.open();
+    try {
+      for (const proc of [a, b]) {
+        let last: SipAnswer | undefined;
+        await eventually(async () => (last = await phone.register(proc, 'erin')).status === 403, `erin banned at ${proc === a ? 'A' : 'B'}`);
+        expect(last?.headers).toMatch(/^SIP\/2\.0 403 Forbidden \(banned\)/);
+      }
     } finally {
       phone.close();
     }
