@@ -120,7 +120,6 @@ async function phase(name: string, a: RunningSipledger, observers: Observer[], u
 
   const answer: number[] = [];
   for (const x of xs.values()) if (x.sent !== undefined && x.ok !== undefined) answer.push(x.ok - x.sent);
-  if (process.env.LAG_DEBUG) process.stdout.write(JSON.stringify([...xs.values()].map((x) => Math.round((x.ok ?? 0) - (x.sent ?? 0)))) + "\n");
   const lines = [
     `${name}: ${r.successful} registrations ok, ${r.failed} failed, ${(r.successful / elapsed).toFixed(0)}/s (offered ${rate}/s)`,
     `  A answers the authenticated REGISTER in: ${summary(answer)}`,

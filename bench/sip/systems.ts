@@ -70,8 +70,9 @@ export async function waitForSip(port: number, timeoutMs: number, child: Child):
   if (!answered) throw new Error(`no SIP answer on 127.0.0.1:${port}; last output:\n${child.output.slice(-20).join('\n')}`);
 }
 
-export async function startSipledgerSystem(opts: { workDir: string; bin: string; dbPort: number; nodeArgs?: string[]; cacheTtlMs?: number; maxTransactions?: number }): Promise<SystemUnderTest> {
-  const dir = path.join(opts.workDir, 'sipledger');
+export async function startSipledgerSystem(opts: { workDir: string; bin: string; dbPort: number; nodeArgs?: string[]; cacheTtlMs?: number; maxTransactions?: number; name?: string }): Promise<SystemUnderTest> {
+  const name = opts.name ?? 'sipledger';
+  const dir = path.join(opts.workDir, name);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const config = {
@@ -105,8 +106,8 @@ export async function startSipledgerSystem(opts: { workDir: string; bin: string;
   const child = startChild(process.execPath, [...(opts.nodeArgs ?? []), opts.bin, 'start', '-c', configFile], { cwd: dir });
   await waitForSip(port, 30_000, child);
   return {
-    name: 'sipledger',
-    description: 'sipledger (MySQL auth, file log fsync=batch)',
+    name,
+    description: `sipledger (MySQL auth${opts.cacheTtlMs ? `, credential cache ${opts.cacheTtlMs / 1000} s` : ''}, file log fsync=batch)`,
     port,
     pid: child.pid,
     child,
