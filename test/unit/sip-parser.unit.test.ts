@@ -93,22 +93,23 @@ const VALID = [
 
 /**
  * Messages sipledger refuses, with the answer RFC 4475 expects from a proxy/registrar.
- * `partial: true` means a response can be built (the request has a usable top Via, From, To,
- * Call-ID and CSeq); `false` means the input is dropped (responses, or nothing to answer to).
+ * `partial: true` means a response is built (the Via, From, To, Call-ID and CSeq it copies are
+ * well-formed); `false` means the input is dropped: responses, requests with nothing to answer to,
+ * and requests whose answer would have to repeat a broken header (no peer could parse it).
  */
 const INVALID: ReadonlyArray<{ name: string; status: number; partial: boolean; reason: RegExp; why: string }> = [
-  { name: 'rfc4475-badinv01', status: 400, partial: true, reason: /Via/, why: 's3.1.2.1: extraneous separators; respond 400' },
+  { name: 'rfc4475-badinv01', status: 400, partial: false, reason: /Via/, why: 's3.1.2.1: extraneous separators; a 400 would repeat the broken Via, so it is dropped' },
   { name: 'rfc4475-clerr', status: 400, partial: true, reason: /Content-Length/, why: 's3.1.2.2: over UDP, Content-Length larger than the datagram: 400' },
   { name: 'rfc4475-ncl', status: 400, partial: true, reason: /Content-Length/, why: 's3.1.2.3: negative Content-Length: 400' },
-  { name: 'rfc4475-scalar02', status: 400, partial: true, reason: /CSeq/, why: 's3.1.2.4: overlarge scalar fields: 400' },
+  { name: 'rfc4475-scalar02', status: 400, partial: false, reason: /CSeq/, why: 's3.1.2.4: overlarge scalar fields; a 400 would repeat the overlarge CSeq, so it is dropped' },
   { name: 'rfc4475-scalarlg', status: 400, partial: false, reason: /CSeq/, why: 's3.1.2.5: a response with overlarge scalars is dropped' },
-  { name: 'rfc4475-quotbal', status: 400, partial: true, reason: /To/, why: 's3.1.2.6: unterminated quoted display name: 400' },
+  { name: 'rfc4475-quotbal', status: 400, partial: false, reason: /To/, why: 's3.1.2.6: unterminated quoted display name; a 400 would repeat the broken To, so it is dropped' },
   { name: 'rfc4475-ltgtruri', status: 400, partial: true, reason: /Request-URI/, why: 's3.1.2.7: <> around the Request-URI: 400' },
   { name: 'rfc4475-lwsruri', status: 400, partial: true, reason: /request line/, why: 's3.1.2.8: LWS inside the Request-URI: 400' },
   { name: 'rfc4475-lwsstart', status: 400, partial: true, reason: /request line/, why: 's3.1.2.9: several SP between request-line elements: 400' },
   { name: 'rfc4475-trws', status: 400, partial: true, reason: /request line/, why: 's3.1.2.10: SP after the SIP version: 400' },
   { name: 'rfc4475-escruri', status: 400, partial: true, reason: /Request-URI/, why: 's3.1.2.11: escaped headers in the Request-URI: 400 is acceptable, and a proxy must not forward them' },
-  { name: 'rfc4475-baddn', status: 400, partial: true, reason: /display name/, why: 's3.1.2.15: non-token characters in an unquoted display name: 400' },
+  { name: 'rfc4475-baddn', status: 400, partial: false, reason: /display name/, why: 's3.1.2.15: non-token characters in a display name; a 400 would repeat the broken From, so it is dropped' },
   { name: 'rfc4475-badvers', status: 505, partial: true, reason: /version/, why: 's3.1.2.16: unknown protocol version: 505' },
   { name: 'rfc4475-mismatch01', status: 400, partial: true, reason: /CSeq method/, why: 's3.1.2.17: start line and CSeq method differ: 400' },
   { name: 'rfc4475-mismatch02', status: 400, partial: true, reason: /CSeq method/, why: 's3.1.2.18: unknown method and CSeq mismatch: 400 (501 also allowed)' },
@@ -160,11 +161,14 @@ describe('golden fixtures', () => {
     if (r.partial) {
       // The partial request is answerable: the response carries its Via rows and dialog headers
       // as received (RFC 3261 s8.2.6.2), with the reason phrase naming the problem.
-      const answer = serialize(createResponse(r.partial, r.status, { reason: r.reason, toTag: 'x1' })).toString('utf8');
+      const bytes = serialize(createResponse(r.partial, r.status, { reason: r.reason, toTag: 'x1' }));
+      const answer = bytes.toString('utf8');
       expect(answer.startsWith(`SIP/2.0 ${status} ${r.reason}\r\n`)).toBe(true);
       for (const key of ['via', 'from', 'call-id', 'cseq']) {
         expect(answer).toContain(`\r\n${r.partial.headers.find((h) => h.key === key)!.raw}\r\n`);
       }
+      const back = parseMessage(bytes);
+      expect(back.ok ? back.message.isRequest : back.reason).toBe(false);
     }
   });
 });
@@ -517,6 +521,22 @@ describe('limits', () => {
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.partial).toBeUndefined();
     }
+  });
+
+  it('a reason that quotes received text is one line of printable ASCII, fit for a reason phrase', () => {
+    const r = parseMessage(Buffer.from(register.toString('latin1').replace('From: <sip:10@192.168.1.15>', 'From: <sip:10@192.168.1.15:50\r6=\u00e9>'), 'latin1'));
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.reason).toMatch(/^[\x20-\x7e]+$/);
+    expect(r.reason).toMatch(/^From: invalid port/);
+  });
+
+  it('a request repeating To is answered with one To, so the 400 itself parses', () => {
+    const r = parseMessage(withHeader('To: <sip:carol@example.com>'));
+    expect(r.ok ? 'ok' : r.reason).toBe('more than one To header');
+    if (r.ok || !r.partial) throw new Error('expected an answerable refusal');
+    const answer = parseMessage(serialize(createResponse(r.partial, 400, { reason: r.reason })));
+    expect(answer.ok && answer.message.to().uri.raw).toBe('sip:10@192.168.1.15');
   });
 
   it('leading CRLFs before the start line are ignored (RFC 3261 s7.5)', () => {

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type AnyMessage,
+  DEFAULT_LIMITS,
   HeaderError,
   UriError,
   createResponse,
@@ -82,6 +83,10 @@ function checkAnyInput(buf: Buffer): void {
     expect(r.partial.headers.some((h) => h.key === 'via')).toBe(true);
     const answer = serialize(createResponse(r.partial, r.status, { reason: r.reason }));
     expect(answer.subarray(0, 12).toString('latin1')).toBe(`SIP/2.0 ${r.status} `);
+    // An answer is only built when it is itself a well-formed message (however large it is: a 513
+    // repeats the oversized request's Via rows).
+    const back = parseMessage(answer, { ...DEFAULT_LIMITS, maxMessageBytes: 1 << 20, maxLineLength: 1 << 20 });
+    expect(back.ok ? back.message.isRequest : back.reason).toBe(false);
   }
 }
 

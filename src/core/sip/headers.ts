@@ -78,6 +78,15 @@ for (let c = 0; c < 128; c++) {
   if (/[A-Za-z0-9.!%*_+`'~-]/.test(ch)) TOKEN_CHARS[c] = 1;
 }
 
+/**
+ * A quotation of received text safe for logs and for a reason phrase: at most `max` characters,
+ * anything outside printable ASCII (CR, LF, NUL, UTF-8) shown as '?'.
+ */
+export function printable(s: string, max = 80): string {
+  const cut = s.length > max ? `${s.slice(0, max - 3)}...` : s;
+  return cut.replace(/[^\x20-\x7e]/g, '?');
+}
+
 /** True for a character code allowed in an RFC 3261 token. */
 export function isTokenChar(c: number): boolean {
   return c < 128 && TOKEN_CHARS[c] === 1;

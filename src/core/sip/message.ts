@@ -1,4 +1,4 @@
-import { canonicalName, headerKey, isMultiValue, splitCommaList, trimLws } from './headers.js';
+import { canonicalName, headerKey, isMultiValue, printable, splitCommaList, trimLws } from './headers.js';
 import { type CSeq, type NameAddr, type Via, parseCSeq, parseNameAddr, parseVia } from './name-addr.js';
 import { type SipUri, parseUri } from './uri.js';
 
@@ -277,7 +277,7 @@ export abstract class SipMessage {
     // Max-Forwards = 1*DIGIT, "an integer in the range 0-255" (RFC 3261 s20.22); leading zeros are
     // allowed (RFC 4475 s3.1.1.1).
     const n = digits(t, 10);
-    if (n === undefined || n > 255) throw new HeaderError('Max-Forwards', `malformed Max-Forwards: ${t.slice(0, 20)}`);
+    if (n === undefined || n > 255) throw new HeaderError('Max-Forwards', `malformed Max-Forwards: ${printable(t, 20)}`);
     return (p.maxForwards = n);
   }
 
@@ -308,7 +308,7 @@ export abstract class SipMessage {
       if (v === undefined) return undefined;
       const t = trimLws(v);
       const n = digits(t, 10);
-      if (n === undefined) throw new HeaderError('Expires', `malformed Expires: ${t.slice(0, 20)}`);
+      if (n === undefined) throw new HeaderError('Expires', `malformed Expires: ${printable(t, 20)}`);
       return n;
     });
   }

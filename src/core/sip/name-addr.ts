@@ -1,6 +1,6 @@
 import { type Params, parseParams, formatParams } from './params.js';
 import { type SipUri, parseUri, parseHostPort, UriError } from './uri.js';
-import { isToken, isTokenChar, trimLws } from './headers.js';
+import { isToken, isTokenChar, printable, trimLws } from './headers.js';
 
 /** `[display-name] <uri> *(;param)` or `addr-spec *(;param)` (RFC 3261 s20.10, s20.20, s20.39). */
 export interface NameAddr {
@@ -199,5 +199,5 @@ function findUnquoted(s: string, code: number): number {
 }
 
 function truncate(s: string): string {
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  return printable(s);
 }

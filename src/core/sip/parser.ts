@@ -1,5 +1,4 @@
-import { headerKey, isToken, knownHeader, splitCommaList } from './headers.js';
-import { parseVia } from './name-addr.js';
+import { headerKey, isToken, knownHeader, printable } from './headers.js';
 import { type HeaderField, HeaderError, SipRequest, SipResponse, type AnyMessage, type WireLayout } from './message.js';
 
 /** Hard limits on what sipledger reads from one message. */
@@ -53,7 +52,8 @@ export function parseMessage(buf: Buffer, limits: ParseLimits = DEFAULT_LIMITS, 
 }
 
 function fail(reason: string, status: number, partial: SipRequest | undefined): ParseResult {
-  return { ok: false, reason, status, partial };
+  // The reason may become a reason phrase: one line of printable text.
+  return { ok: false, reason: printable(reason, 120), status, partial };
 }
 
 function parseUnsafe(buf: Buffer, limits: ParseLimits, datagram: boolean): ParseResult {
@@ -301,17 +301,18 @@ function validateCore(msg: AnyMessage): string | undefined {
 }
 
 /**
- * The request itself when a response can be built for it: a usable top Via plus the headers copied
- * into responses (RFC 3261 s8.2.6.2). Only the top Via must parse, since that is where the answer goes.
+ * The request itself when a response can be built for it, or undefined. The headers a response
+ * copies (RFC 3261 s8.2.6.2: every Via, From, To, Call-ID, CSeq) must be present and well-formed:
+ * an answer that repeats a broken one is a message no peer can parse, so such input is dropped.
  */
 function answerable(msg: SipRequest): SipRequest | undefined {
   try {
-    const top = msg.headers.find((h) => h.key === 'via');
-    if (!top) return undefined;
-    const first = splitCommaList(top.value)[0];
-    if (first === undefined) return undefined;
-    parseVia(first);
-    return msg.has('from') && msg.has('to') && msg.has('call-id') && msg.has('cseq') ? msg : undefined;
+    if (msg.vias().length === 0) return undefined;
+    msg.from();
+    msg.to();
+    void msg.callId;
+    msg.cseq();
+    return msg;
   } catch {
     return undefined;
   }

@@ -55,8 +55,15 @@ const COPIED = new Set(['via', 'from', 'to', 'call-id', 'cseq']);
  */
 export function createResponse(req: SipRequest, status: number, options: ResponseOptions = {}): SipResponse {
   const headers: HeaderField[] = [];
+  const once = new Set<string>();
   for (const h of req.headers) {
     if (!COPIED.has(h.key)) continue;
+    // From, To, Call-ID and CSeq appear once; a request that repeats one (refused with 400, RFC 4475
+    // s3.3.8) is answered with the first, so that the answer itself is well-formed.
+    if (h.key !== 'via') {
+      if (once.has(h.key)) continue;
+      once.add(h.key);
+    }
     if (h.key === 'to' && status > 100 && !hasTag(h.value)) {
       headers.push({ name: h.name, key: h.key, value: `${h.value};tag=${options.toTag ?? newTag()}`, raw: undefined });
     } else headers.push(h);

@@ -1,5 +1,5 @@
 import { type Params, parseParams, formatParams } from './params.js';
-import { trimLws } from './headers.js';
+import { printable, trimLws } from './headers.js';
 
 /**
  * A SIP or SIPS URI (RFC 3261 s19.1). Other schemes (tel:, mailto:, urn:) are kept opaque:
@@ -178,5 +178,5 @@ export function defaultPort(uri: SipUri): number {
 }
 
 function truncate(s: string): string {
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  return printable(s);
 }
