@@ -34,6 +34,7 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '5000' },
     warmup: { type: 'string', default: '5000' },
     memory: { type: 'boolean', default: false },
+    'heap-snapshot': { type: 'string' },
   },
 });
 const MEMORY = args.memory;
@@ -165,6 +166,7 @@ async function memoryRun(): Promise<void> {
   const r = await runPhase(TOTAL);
   const inFlight = transactions.stats.serverTransactions;
   const h1 = await heap();
+  if (args['heap-snapshot']) (await import('node:v8')).writeHeapSnapshot(args['heap-snapshot']);
   // Ends every transaction (as timer J would 32 s later), leaving the bindings.
   transactions.close();
   const h2 = await heap();
