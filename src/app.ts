@@ -328,6 +328,7 @@ async function openLog(config: SipledgerConfig, logger: Logger): Promise<EventLo
     brokers: log.brokers,
     topic: log.topic,
     clientId: log.clientId ?? `sipledger-${config.instance ?? process.pid}`,
+    ...(log.fetchWaitMs !== undefined ? { maxWaitTimeInMs: log.fetchWaitMs } : {}),
     logger: logger.child({ module: 'kafka-log' }),
   });
 }

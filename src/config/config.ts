@@ -62,7 +62,7 @@ export type BackendConfig =
 
 export type LogConfig =
   | { type: 'file'; dir: string; fsync?: 'always' | 'batch' | 'none'; segmentBytes?: number }
-  | { type: 'kafka'; brokers: string[]; topic: string; clientId?: string }
+  | { type: 'kafka'; brokers: string[]; topic: string; clientId?: string; fetchWaitMs?: number }
   | { type: 'memory' };
 
 export interface SipledgerConfig {
@@ -237,6 +237,8 @@ export function configFromObject(doc: unknown, file = '<config>', baseDir = proc
   if (cfg.log.type === 'file') cfg.log = { ...cfg.log, dir: path.resolve(baseDir, cfg.log.dir) };
   if (cfg.snapshots.dir) cfg.snapshots = { ...cfg.snapshots, dir: path.resolve(baseDir, cfg.snapshots.dir) };
   else if (cfg.log.type === 'file') cfg.snapshots = { ...cfg.snapshots, dir: path.join(path.dirname(cfg.log.dir), 'snapshots') };
+  // A Kafka instance without snapshots would replay the whole retained topic on every start.
+  else if (cfg.log.type === 'kafka') cfg.snapshots = { ...cfg.snapshots, dir: path.resolve(baseDir, 'data', cfg.instance ?? 'default', 'snapshots') };
   cfg.listen = cfg.listen.map((l) => ({
     ...l,
     ...(l.cert ? { cert: path.resolve(baseDir, l.cert) } : {}),
