@@ -169,6 +169,24 @@ describe('sipledger log verify and rebuild (sipledger stopped)', () => {
     expect(existsSync(`${snapshot}.previous`)).toBe(true);
   });
 
+  it('rebuild draws a progress bar on a terminal (forced here with --progress bar)', async () => {
+    const r = await cli('rebuild', '--progress', 'bar');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/\r\[#{30}\] 100\.0%\s+5 events\s+\d+\/s\s+ETA 0s/);
+    expect(r.stderr).not.toContain('rebuild progress');
+  });
+
+  it('rebuild refuses while sipledger holds the log: exit 1, naming the process', async () => {
+    const again = await startSipledger(baseConfig(), { dir: server.dir });
+    try {
+      const r = await cli('rebuild');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`held by process ${again.child.pid}`);
+    } finally {
+      expect(await again.stop('SIGTERM')).toBe(0);
+    }
+  });
+
   it('verify finds a flipped byte in the middle of the log, names its offset, reads on past it, and exits 1', async () => {
     const inspect = (await cli('log', 'inspect', '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { offset: number });
     const victim = inspect[2]!.offset;
