@@ -354,6 +354,10 @@ class MemoryUsers {
 function reloadHint(config: SipledgerConfig, reload: boolean): void {
   const pid = config.log.type === 'file' ? lockHolder(config.log.dir) : undefined;
   if (reload) {
+    if (config.log.type !== 'file') {
+      out("--reload finds the running sipledger through its file log's LOCK; with this log, run 'systemctl reload sipledger' or 'kill -HUP PID'\n");
+      return;
+    }
     if (pid === undefined) {
       out('no running sipledger found on this configuration\'s log: the change applies at its next start\n');
       return;
