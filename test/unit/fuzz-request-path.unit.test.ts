@@ -5,6 +5,7 @@ import { startSipledger, type Sipledger } from '../../src/app.js';
 import { configFromObject } from '../../src/config/config.js';
 import { parseMessage } from '../../src/core/sip/index.js';
 import { responseProblem, runFuzz } from '../stress/fuzz-engine.js';
+import { digestResponse } from '../support/digest.js';
 
 describe('the request path under mutated real SIP messages', () => {
   it('20,000 mutated messages: nothing escapes, nothing hangs, every stateful answer and relayed request is well-formed, the heap stays bounded', async () => {
@@ -115,6 +116,33 @@ describe('stateless error answers', () => {
     for (const a of answers) {
       expect(responseProblem(a)).toBeUndefined();
       expect(a.toString('latin1').split('\r\n')[0]).toMatch(/^SIP\/2\.0 400 [\x20-\x7e\t]*$/);
+    }
+  });
+
+  it('an authenticated REGISTER whose Expires holds a bare CR is refused with 400 whose status line is one well-formed line', async () => {
+    const cp = client.address().port;
+    const challenge = app.authenticator.challenge('REGISTER', 'example.com')!;
+    const nonce = /nonce="([^"]+)"/.exec(challenge.headers[0]![1])![1]!;
+    const response = digestResponse({ username: 'alice', realm: 'example.com', password: 'alice-secret', method: 'REGISTER', uri: 'sip:example.com', nonce, qop: 'auth', nc: '00000001', cnonce: 'c1' });
+    const answers = await answersTo([
+      'REGISTER sip:example.com SIP/2.0',
+      `Via: SIP/2.0/UDP 127.0.0.1:${cp};branch=z9hG4bKcr2${Math.random().toString(16).slice(2)};rport`,
+      'Max-Forwards: 70',
+      'From: <sip:alice@example.com>;tag=1',
+      'To: <sip:alice@example.com>',
+      'Call-ID: bare-cr-expires@127.0.0.1',
+      'CSeq: 1 REGISTER',
+      'Contact: <sip:alice@127.0.0.1:5060>',
+      'Expires: 0\r0',
+      `Authorization: Digest username="alice", realm="example.com", nonce="${nonce}", uri="sip:example.com", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1"`,
+      'Content-Length: 0',
+      '',
+      '',
+    ]);
+    expect(answers.length).toBeGreaterThan(0);
+    for (const a of answers) {
+      expect(a.toString('latin1').split('\r\n')[0]).toMatch(/^SIP\/2\.0 400 [\x20-\x7e\t]*$/);
+      expect(responseProblem(a)).toBeUndefined();
     }
   });
 });
