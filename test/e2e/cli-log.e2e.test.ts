@@ -76,6 +76,12 @@ describe('sipledger location show', () => {
     expect(badTime.stderr).toContain('--at');
     const badAor = await cli('location', 'show', 'not an aor');
     expect(badAor.code).toBe(2);
+    // A time of day is today, local time: before the registration nothing was bound.
+    const d = new Date(beforeRegistration - 60_000);
+    const atClock = await cli('location', 'show', '--at', `${d.getHours()}:${String(d.getMinutes()).padStart(2, '0')}`);
+    expect(atClock.code).toBe(0);
+    expect(atClock.stdout).toContain('no live bindings');
+    expect((await cli('location', 'show', '--at', '25:00')).code).toBe(2);
     const noSub = await cli('location');
     expect(noSub.code).toBe(2);
   });

@@ -19,8 +19,8 @@ is read without taking its lock).
 
 Options:
   -c, --config FILE   configuration file (default: the embedded quick-start configuration)
-      --since TIME    window start: a duration ago (15m, 1h, 7d), an ISO date or epoch ms;
-                      default 1h
+      --since TIME    window start: a duration ago (15m, 1h, 7d), an ISO date, a time
+                      today (08:00) or epoch ms; default 1h
       --until TIME    window end (exclusive); default now
       --user U        only attempts naming this username (the digest username)
       --ip A          only attempts from this source address

@@ -25,8 +25,9 @@ Arguments:
 
 Options:
   -c, --config FILE   configuration file (default: the embedded quick-start configuration)
-      --at TIME       an ISO date (2024-05-01T14:03:00Z), epoch milliseconds, or a
-                      duration ago (90s, 15m, 1h, 2d); default now
+      --at TIME       an ISO date (2024-05-01T14:03:00Z), a time today (14:03, local
+                      time), epoch milliseconds, or a duration ago (90s, 15m, 1h, 2d);
+                      default now
       --json          print JSON: {"at": ISO, "aors": [{"aor", "bindings": [...]}]}
 
 Columns: AOR, CONTACT (as registered), EXPIRES (seconds left at TIME), Q, SOURCE (where the

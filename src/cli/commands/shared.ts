@@ -71,16 +71,23 @@ export function toolLogger(level = 'warn'): Logger {
 }
 
 /**
- * A point in time given on the command line: an ISO date, epoch milliseconds, or a duration ago
- * (`90s`, `15m`, `1h`, `2d`).
+ * A point in time given on the command line: an ISO date, epoch milliseconds, a time of day today
+ * (`14:03`, local time), or a duration ago (`90s`, `15m`, `1h`, `2d`).
  */
 export function parseTime(text: string, now: number, option: string): number {
   const t = text.trim();
   const ago = /^(\d+)\s*(s|m|h|d)$/.exec(t);
   if (ago) return now - Number(ago[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[ago[2] as 's' | 'm' | 'h' | 'd'];
   if (/^\d{10,}$/.test(t)) return Number(t);
+  // A time of day: today, local time ("where was alice at 14:03?").
+  const clock = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(t);
+  if (clock && Number(clock[1]) < 24 && Number(clock[2]) < 60 && Number(clock[3] ?? 0) < 60) {
+    const d = new Date(now);
+    d.setHours(Number(clock[1]), Number(clock[2]), Number(clock[3] ?? 0), 0);
+    return d.getTime();
+  }
   const ms = Date.parse(t);
-  if (Number.isNaN(ms)) throw new UsageError(`${option}: '${text}' is neither a date (2024-05-01T14:03:00Z), epoch milliseconds, nor a duration (15m, 1h, 2d)`);
+  if (Number.isNaN(ms)) throw new UsageError(`${option}: '${text}' is neither a date (2024-05-01T14:03:00Z), a time today (14:03), epoch milliseconds, nor a duration (15m, 1h, 2d)`);
   return ms;
 }
 
