@@ -75,3 +75,44 @@ describe('MySQL down', () => {
     expect(sl.child.exitCode).toBeNull();
   }, 60_000);
 });
+
+describe('MySQL stopped and restarted during a SIPp run', () => {
+  it('answers the registrations it cannot check 503 (never a second challenge) and serves again once the database is back', async () => {
+    const { runSipp } = await import('../support/sipp.js');
+    const run = runSipp({
+      scenario: 'register.xml',
+      target: `127.0.0.1:${sl.sipPort}`,
+      keys: { user: 'alice', domain: 'example.com', contact: '127.0.0.1:5999', expires: '600' },
+      auth: { user: 'alice', password: 'alice-secret' },
+      calls: 60,
+      rate: 10,
+      timeoutMs: 40_000,
+      // No default behaviours: an aborted call must not send a BYE of its own.
+      extraArgs: ['-nd'],
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    await server.stop();
+    await new Promise((r) => setTimeout(r, 2000));
+    await server.start();
+    const r = await run;
+    // Every call met exactly one challenge; the ones that fell into the outage got a 503 instead of
+    // a 200, none of them a second 401, and the run went on succeeding after the restart.
+    const callsWith = (status: RegExp): Set<string> =>
+      new Set(
+        r.messages
+          .split(/\n-{20,}[^\n]*\n/)
+          .filter((block) => status.test(block))
+          .map((block) => /Call-ID: ([^\r\n]+)/.exec(block)?.[1] ?? ''),
+      );
+    expect(callsWith(/SIP\/2\.0 401/).size).toBe(60);
+    expect((r.messages.match(/SIP\/2\.0 401/g) ?? []).length).toBe(60);
+    const unavailable = callsWith(/SIP\/2\.0 50[03]/).size;
+    expect(unavailable).toBeGreaterThan(0);
+    expect(r.failed).toBe(unavailable);
+    expect(r.successful + r.failed).toBe(60);
+    // SIPp numbers its calls: registrations late in the run (after the restart) succeeded.
+    const okCalls = [...callsWith(/SIP\/2\.0 200 OK/)].map((id) => Number(id.split('-')[0]));
+    expect(Math.max(...okCalls)).toBeGreaterThanOrEqual(55);
+    expect(sl.child.exitCode).toBeNull();
+  }, 90_000);
+});
