@@ -100,6 +100,28 @@ function validPrefix(buf: Buffer, start = 0): number {
   return at;
 }
 
+/**
+ * After damage at `from`, the first offset from which non-empty, CRC-valid records run exactly to
+ * the end of the buffer, or undefined when there is none (a torn tail). A torn write leaves
+ * garbage or zeros at the very end, never an intact record after it.
+ */
+function resyncPoint(buf: Buffer, from: number): number | undefined {
+  for (let at = from + 1; at + HEADER < buf.length; at++) {
+    const len = buf.readUInt32LE(at);
+    if (len === 0 || len > MAX_RECORD_BYTES || at + HEADER + len > buf.length) continue;
+    if (crc32c(buf, at + HEADER, at + HEADER + len) !== buf.readUInt32LE(at + 4)) continue;
+    let p = at;
+    while (p + HEADER <= buf.length) {
+      const l = buf.readUInt32LE(p);
+      if (l === 0 || l > MAX_RECORD_BYTES || p + HEADER + l > buf.length) break;
+      if (crc32c(buf, p + HEADER, p + HEADER + l) !== buf.readUInt32LE(p + 4)) break;
+      p += HEADER + l;
+    }
+    if (p === buf.length) return at;
+  }
+  return undefined;
+}
+
 export class FileLog implements EventLog {
   readonly identity: string;
   readonly #dir: string;
@@ -238,13 +260,42 @@ export class FileLog implements EventLog {
     return out;
   }
 
-  /** Cuts a torn or corrupt tail off the last segment; returns how many bytes were cut. */
+  /**
+   * Repairs the last segment. A torn tail (the end of a write cut short by a crash) is cut off. But
+   * damage followed by intact records up to the end of the segment is not a torn write: cutting
+   * there would drop acknowledged records, so only the damaged bytes are taken out (kept aside in a
+   * `.damaged-<time>` file for inspection) and the records after them stay. Returns how many bytes
+   * left the segment; either way the log's identity is renewed, so older snapshots are not trusted.
+   */
   static async #repairTail(segments: Segment[], logger: Logger): Promise<number> {
     const last = segments[segments.length - 1]!;
     if (last.size === 0) return 0;
     const buf = await fs.readFile(last.file);
     const valid = validPrefix(buf);
     if (valid === buf.length) return 0;
+    const resume = resyncPoint(buf, valid);
+    if (resume !== undefined) {
+      const damaged = buf.subarray(valid, resume);
+      const aside = `${last.file}.damaged-${Date.now()}`;
+      await fs.writeFile(aside, damaged);
+      const kept = Buffer.concat([buf.subarray(0, valid), buf.subarray(resume)]);
+      const tmp = `${last.file}.repair`;
+      const th = await fs.open(tmp, 'w');
+      try {
+        await th.writeFile(kept);
+        await th.sync();
+      } finally {
+        await th.close();
+      }
+      await fs.rename(tmp, last.file);
+      await FileLog.#syncDir(path.dirname(last.file));
+      last.size = kept.length;
+      logger.error(
+        { segment: path.basename(last.file), damagedAt: valid, bytesRemoved: damaged.length, recordsKeptAfter: buf.length - resume, savedTo: path.basename(aside) },
+        `log segment damaged in the middle: removed ${damaged.length} damaged bytes, kept the intact records after them`,
+      );
+      return damaged.length;
+    }
     const cut = buf.length - valid;
     const fh = await fs.open(last.file, 'r+');
     try {
