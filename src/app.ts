@@ -277,7 +277,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     async stop(graceMs = 5000) {
       accepting = false;
       const deadline = Date.now() + graceMs;
-      while (transactions.stats.serverTransactions > 0 && Date.now() < deadline) await sleep(50);
+      while (transactions.awaitingFinal() > 0 && Date.now() < deadline) await sleep(50);
       await admin?.close();
       await transports.close();
       transactions.close();

@@ -164,6 +164,13 @@ export class TransactionLayer {
   }
 
   /** Ends every transaction and clears every timer. */
+  /** Server transactions still waiting for their final response (what a graceful stop waits for). */
+  awaitingFinal(): number {
+    let n = 0;
+    for (const tx of this.servers.values()) if (tx.awaitingFinal()) n++;
+    return n;
+  }
+
   close(): void {
     this.closed = true;
     for (const tx of [...this.servers.values()]) tx.terminate();
