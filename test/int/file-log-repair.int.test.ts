@@ -37,7 +37,7 @@ describe('file log repair', () => {
     // Flip one byte inside bob's record (the middle one).
     const at = bytes.indexOf('sip:bob@example.com');
     expect(at).toBeGreaterThan(0);
-    bytes[at + 4] ^= 0xff;
+    bytes[at + 4] = bytes[at + 4]! ^ 0xff;
     await writeFile(file, bytes);
 
     const lines: Array<Record<string, unknown>> = [];
