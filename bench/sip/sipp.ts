@@ -89,7 +89,7 @@ export async function runSipp(run: SippRun): Promise<SippResult> {
 /** Starts the callee UAS (uas.xml) and leaves it running. */
 export function startUas(sipp: string, port: number, dir: string): Child {
   mkdirSync(dir, { recursive: true });
-  return startChild(sipp, ['-sf', path.join(SCENARIOS, 'uas.xml'), '-i', '127.0.0.1', '-p', String(port), '-t', 'u1', '-nostdin', '-bg'].filter((a) => a !== '-bg'), { cwd: dir });
+  return startChild(sipp, ['-sf', path.join(SCENARIOS, 'uas.xml'), '-i', '127.0.0.1', '-p', String(port), '-t', 'u1', '-nostdin'], { cwd: dir });
 }
 
 function lastStat(file: string): Record<string, number> {
