@@ -36,7 +36,11 @@ export interface TransactionLayerOptions {
   readonly onStrayResponse?: (res: SipResponse) => void;
   /** Cap on each table (server and client transactions) unless set one by one below. */
   readonly maxTransactions?: number;
-  /** Most server transactions alive at once; beyond it new requests get 503 (default 20000). */
+  /**
+   * Most server transactions alive at once; beyond it new requests get 503 (default 150000). A
+   * non-INVITE transaction over UDP stays for timer J (32 s) after its answer, so a registrar taking
+   * 1,000 REGISTER/s holds about 32,000 finished transactions (about 6 KB each, measured).
+   */
   readonly maxServerTransactions?: number;
   /** Most client transactions alive at once; beyond it sendRequest fails (default 40000). */
   readonly maxClientTransactions?: number;
@@ -102,8 +106,8 @@ export class TransactionLayer {
     this.logger = opts.logger;
     this.onRequest = opts.onRequest;
     this.onStray = opts.onStrayResponse;
-    this.maxServers = opts.maxServerTransactions ?? opts.maxTransactions ?? 20_000;
-    this.maxClients = opts.maxClientTransactions ?? opts.maxTransactions ?? 40_000;
+    this.maxServers = opts.maxServerTransactions ?? opts.maxTransactions ?? 150_000;
+    this.maxClients = opts.maxClientTransactions ?? opts.maxTransactions ?? 150_000;
     this.retryAfter = opts.overloadRetryAfter ?? 5;
     this.ctx = {
       transport: opts.transport,
