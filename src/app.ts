@@ -30,6 +30,7 @@ import { type SipledgerConfig, type MemoryUserConfig, resolveSecret } from './co
 import { AdminServer } from './admin/server.js';
 import { BruteForceGuard, DestinationFilter, FloodLimiter } from './core/security/index.js';
 import { createResponse } from './core/sip/response.js';
+import { Histogram, timed } from './core/metrics/histogram.js';
 
 export interface Sipledger {
   readonly config: SipledgerConfig;
@@ -41,6 +42,10 @@ export interface Sipledger {
   readonly authenticator: DigestAuthenticator;
   readonly backends: ReadonlyMap<string, AuthBackend>;
   readonly security: { readonly guard: BruteForceGuard; readonly flood: FloodLimiter; readonly destinations: DestinationFilter };
+  /** Latency histograms (seconds): credential lookups or digest checks per backend, and event appends. */
+  readonly latency: { readonly backends: ReadonlyMap<string, Histogram>; readonly append: Histogram };
+  /** The event log's own counters, where it keeps them (the file log: appends, fsync groups, bytes). */
+  readonly logStats: (() => Record<string, number>) | undefined;
   readonly admin: AdminServer | undefined;
   readonly logger: Logger;
   readonly startedAt: number;
@@ -102,10 +107,18 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     }
   }
 
+  // Every backend call is timed for the per-backend latency histograms (/metrics).
+  const backendLatency = new Map<string, Histogram>();
+  const timedBackends = new Map<string, AuthBackend>();
+  for (const [name, b] of backends) {
+    const h = new Histogram();
+    backendLatency.set(name, h);
+    timedBackends.set(name, timeBackend(b, h));
+  }
   const domains: DomainAuth[] = config.domains.map((d) => ({
     domain: d.domain,
     ...(d.realm !== undefined ? { realm: d.realm } : {}),
-    backend: backends.get(d.backend)!,
+    backend: timedBackends.get(d.backend)!,
     ...(d.algorithms !== undefined ? { algorithms: d.algorithms as DigestAlgorithm[] } : {}),
   }));
   const secret = config.auth.secret !== undefined ? resolveSecret(config.auth.secret, config.baseDir) : localSecret(config, logger);
@@ -121,6 +134,8 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
 
   // The log, and the projections rebuilt from it, before any socket opens.
   const eventLog = await openLog(config, logger);
+  const appendLatency = new Histogram();
+  const logStats = 'stats' in eventLog ? () => ({ ...(eventLog as unknown as { stats: Record<string, number> }).stats }) : undefined;
   const ledger = await Ledger.open({
     log: eventLog,
     logger: logger.child({ module: 'ledger' }),
@@ -234,7 +249,10 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
         }
       },
     },
-    ledger,
+    ledger: {
+      location: ledger.location,
+      append: (events) => timed(appendLatency, () => ledger.append(events)),
+    },
     proxy,
     guard,
     registrar: config.registrar,
@@ -259,6 +277,8 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     authenticator,
     backends,
     security: { guard, flood, destinations: destinationFilter },
+    latency: { backends: backendLatency, append: appendLatency },
+    logStats,
     get admin() {
       return admin;
     },
@@ -357,6 +377,18 @@ function normalizeAor(s: string): string {
   const withScheme = /^sips?:/i.test(t) ? t : `sip:${t}`;
   const at = withScheme.lastIndexOf('@');
   return at === -1 ? withScheme : withScheme.slice(0, at + 1) + withScheme.slice(at + 1).toLowerCase();
+}
+
+/** The same backend, with every lookup or verification timed into `h`. */
+function timeBackend(b: AuthBackend, h: Histogram): AuthBackend {
+  const base = {
+    name: b.name,
+    close: () => b.close(),
+    ...(b.ownsIdentity ? { ownsIdentity: b.ownsIdentity.bind(b) } : {}),
+    ...(b.resolveAlias ? { resolveAlias: b.resolveAlias.bind(b) } : {}),
+  };
+  if (b.kind === 'store') return { ...base, kind: 'store', lookup: (q, o) => timed(h, () => b.lookup(q, o)) };
+  return { ...base, kind: 'verifier', algorithms: b.algorithms, verify: (r, o) => timed(h, () => b.verify(r, o)) };
 }
 
 /**

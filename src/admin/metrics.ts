@@ -175,6 +175,17 @@ export function renderMetrics(app: Sipledger, now: number, derived?: EventCounte
   metric('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes', [[{}, mem.rss]]);
   metric('process_heap_bytes', 'gauge', 'V8 heap used in bytes', [[{}, mem.heapUsed]]);
   metric('process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch, in seconds', [[{}, Math.round(app.startedAt / 1000)]]);
+  // --- latency histograms (seconds) and the log's group commit
+  lines.push('# HELP sipledger_backend_latency_seconds Credential lookup or digest check latency, by backend', '# TYPE sipledger_backend_latency_seconds histogram');
+  for (const [backend, h] of app.latency.backends) lines.push(...h.render('sipledger_backend_latency_seconds', { backend }));
+  lines.push('# HELP sipledger_log_append_latency_seconds Time from append to durable and applied (the wait before a 200 OK to REGISTER)', '# TYPE sipledger_log_append_latency_seconds histogram');
+  lines.push(...app.latency.append.render('sipledger_log_append_latency_seconds'));
+  const ls = app.logStats?.();
+  if (ls && ls['groups'] !== undefined) {
+    metric('sipledger_log_fsync_groups_total', 'counter', 'Group commits written (one write and one fsync each under fsync=batch)', [[{}, ls['groups']]]);
+    metric('sipledger_log_appends_total', 'counter', 'Appends that joined a group commit', [[{}, ls['appends'] ?? 0]]);
+    metric('sipledger_log_fsync_batch_size', 'gauge', 'Mean appends per group commit since start', [[{}, ls['groups'] ? (ls['appends'] ?? 0) / ls['groups'] : 0]]);
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -92,8 +92,14 @@ describe('admin API', () => {
     expect(sample(m, 'sipledger_backend_users', { backend: 'local' })).toBe(3);
     expect(sample(m, 'sipledger_retransmissions_absorbed_total')).toBeGreaterThanOrEqual(0);
     // Every sample line belongs to a declared metric.
-    const declared = new Set([...m.matchAll(/^# TYPE (\S+) (counter|gauge)$/gm)].map((x) => x[1]));
-    for (const line of m.split('\n').filter((l) => l && !l.startsWith('#'))) expect(declared.has(line.split(/[{ ]/)[0]!)).toBe(true);
+    const declared = new Set([...m.matchAll(/^# TYPE (\S+) (counter|gauge|histogram)$/gm)].map((x) => x[1]));
+    for (const line of m.split('\n').filter((l) => l && !l.startsWith('#'))) {
+      const name = line.split(/[{ ]/)[0]!;
+      expect(declared.has(name) || declared.has(name.replace(/_(bucket|sum|count)$/, ''))).toBe(true);
+    }
+    // Latency histograms: the backend lookups and the durable appends behind the 200 OK.
+    expect(m).toMatch(/^sipledger_backend_latency_seconds_count\{backend="local"\} [1-9]/m);
+    expect(m).toMatch(/^sipledger_log_append_latency_seconds_bucket\{le="\+Inf"\} [1-9]/m);
   });
 
   it('/location lists the binding, for everyone or one AOR, now or at a past time', async () => {

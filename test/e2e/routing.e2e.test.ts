@@ -49,6 +49,11 @@ describe('routing through the real proxy', () => {
     expect(r.messages).toMatch(/SIP\/2\.0 200 OK[\s\S]*Contact: <sip:alice@127\.0\.0\.1:5999>;expires=300/);
     const loc = await location(proxy, 'sip:alice@example.com');
     expect(loc.aors[0]!.bindings.map((b) => b.uri)).toEqual(['sip:alice@127.0.0.1:5999']);
+    // The lookup and the durable append were timed into the latency histograms.
+    const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    expect(Number(/sipledger_backend_latency_seconds_count\{backend="local"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/sipledger_log_append_latency_seconds_count (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/sipledger_log_fsync_groups_total (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
   });
 
   it('relays a call to the registered callee with Record-Route; the caller hangs up along the route set', async () => {
