@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -227,7 +228,17 @@ export async function startPrivateMariadb(): Promise<PrivateMariadb> {
       await exited;
     },
     pause() {
-      child?.kill('SIGSTOP');
+      const c = child;
+      if (c?.pid === undefined) throw new Error('no running mariadbd to pause');
+      c.kill('SIGSTOP');
+      // Signal delivery is asynchronous: return only once the kernel shows the process stopped, so
+      // the next query cannot be answered by a server that had not stopped yet.
+      const until = Date.now() + 2000;
+      while (Date.now() < until) {
+        const stat = readFileSync(`/proc/${c.pid}/stat`, 'utf8');
+        if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T') return;
+      }
+      throw new Error(`mariadbd ${c.pid} did not stop within 2 s of SIGSTOP`);
     },
     resume() {
       child?.kill('SIGCONT');
