@@ -251,7 +251,8 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     },
     ledger: {
       location: ledger.location,
-      append: (events) => timed(appendLatency, () => ledger.append(events)),
+      // A request waits a bounded time for durability (a slow disk, Kafka unreachable): then 503.
+      append: (events) => timed(appendLatency, () => withDeadline(ledger.append(events), config.registrar.appendTimeoutMs)),
     },
     proxy,
     guard,
@@ -377,6 +378,15 @@ function normalizeAor(s: string): string {
   const withScheme = /^sips?:/i.test(t) ? t : `sip:${t}`;
   const at = withScheme.lastIndexOf('@');
   return at === -1 ? withScheme : withScheme.slice(0, at + 1) + withScheme.slice(at + 1).toLowerCase();
+}
+
+/** Rejects when `p` has not settled within `ms` (the append may still complete later). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`event log did not confirm the append within ${ms} ms`), { code: 'LOG_TIMEOUT', retriable: true })), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** The same backend, with every lookup or verification timed into `h`. */
