@@ -26,7 +26,7 @@ import { createMysqlBackend } from './backends/auth/mysql.js';
 import { createRadiusBackend } from './backends/auth/radius/backend.js';
 import { FileLog } from './backends/log/file-log.js';
 import { KafkaLog } from './backends/log/kafka-log.js';
-import { type SipledgerConfig, type MemoryUserConfig, resolveSecret } from './config/config.js';
+import { type SipledgerConfig, type MemoryUserConfig, mysqlConnection, resolveSecret } from './config/config.js';
 import { AdminServer } from './admin/server.js';
 import { BruteForceGuard, DestinationFilter, FloodLimiter } from './core/security/index.js';
 import { createResponse } from './core/sip/response.js';
@@ -73,20 +73,11 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
         createMysqlBackend({
           name,
           logger: log,
-          ...(b.url !== undefined ? { url: resolveSecret(b.url, config.baseDir) } : {}),
-          ...(b.host !== undefined ? { host: b.host } : {}),
-          ...(b.port !== undefined ? { port: b.port } : {}),
-          ...(b.user !== undefined ? { user: b.user } : {}),
-          ...(b.password !== undefined ? { password: resolveSecret(b.password, config.baseDir) } : {}),
-          ...(b.database !== undefined ? { database: b.database } : {}),
-          ...(b.table !== undefined ? { table: b.table } : {}),
-          ...(b.columns !== undefined ? { columns: b.columns } : {}),
+          ...mysqlConnection(b, config.baseDir),
           ...(b.useDomain !== undefined ? { useDomain: b.useDomain } : {}),
           ...(b.calculateHa1 !== undefined ? { calculateHa1: b.calculateHa1 } : {}),
           ...(b.loadCredentials !== undefined ? { loadCredentials: b.loadCredentials } : {}),
           ...(b.uriTable !== undefined ? { uriTable: b.uriTable } : {}),
-          ...(b.aliasTable !== undefined ? { aliasTable: b.aliasTable } : {}),
-          ...(b.queryTimeoutMs !== undefined ? { queryTimeoutMs: b.queryTimeoutMs } : {}),
           ...(b.poolSize !== undefined ? { poolSize: b.poolSize } : {}),
           ...(b.cacheTtlMs !== undefined ? { cacheTtlMs: b.cacheTtlMs } : {}),
         }),

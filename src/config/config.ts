@@ -264,6 +264,28 @@ function forEachSecret(cfg: SipledgerConfig, fn: (s: Secret, path: string) => vo
   }
 }
 
+export type MysqlBackendConfig = Extract<BackendConfig, { type: 'mysql' }>;
+
+/**
+ * Where a mysql backend's subscriber table is and how it is read, secrets resolved: what both the
+ * credential store and `sipledger users` connect with. Keys the configuration leaves out are absent.
+ */
+export function mysqlConnection(b: MysqlBackendConfig, baseDir: string) {
+  const out = {
+    url: b.url !== undefined ? resolveSecret(b.url, baseDir) : undefined,
+    host: b.host,
+    port: b.port,
+    user: b.user,
+    password: b.password !== undefined ? resolveSecret(b.password, baseDir) : undefined,
+    database: b.database,
+    table: b.table,
+    columns: b.columns,
+    aliasTable: b.aliasTable,
+    queryTimeoutMs: b.queryTimeoutMs,
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as Partial<typeof out>;
+}
+
 /** The value of a secret; throws naming the variable or file when it is missing. */
 export function resolveSecret(secret: Secret, baseDir = process.cwd()): string {
   if (typeof secret === 'string') return secret;

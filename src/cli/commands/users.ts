@@ -3,7 +3,7 @@ import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSyn
 import path from 'node:path';
 import YAML, { isMap, isSeq, type Document, YAMLMap, YAMLSeq } from 'yaml';
 import { createSubscriberAdmin, type AdminResult, type SubscriberAdmin } from '../../backends/auth/subscriber-admin.js';
-import { resolveSecret, type BackendConfig, type MemoryUserConfig, type SipledgerConfig } from '../../config/config.js';
+import { mysqlConnection, type BackendConfig, type MemoryUserConfig, type SipledgerConfig } from '../../config/config.js';
 import { parseArgs, UsageError } from '../args.js';
 import { lockHolder } from '../log-reader.js';
 import type { Command } from './index.js';
@@ -371,19 +371,7 @@ function reloadHint(config: SipledgerConfig, reload: boolean): void {
 
 function mysqlAdmin(config: SipledgerConfig, t: Target): SubscriberAdmin {
   const b = t.backend as Extract<BackendConfig, { type: 'mysql' }>;
-  return createSubscriberAdmin({
-    ...(b.url !== undefined ? { url: resolveSecret(b.url, config.baseDir) } : {}),
-    ...(b.host !== undefined ? { host: b.host } : {}),
-    ...(b.port !== undefined ? { port: b.port } : {}),
-    ...(b.user !== undefined ? { user: b.user } : {}),
-    ...(b.password !== undefined ? { password: resolveSecret(b.password, config.baseDir) } : {}),
-    ...(b.database !== undefined ? { database: b.database } : {}),
-    ...(b.table !== undefined ? { table: b.table } : {}),
-    ...(b.columns !== undefined ? { columns: b.columns } : {}),
-    ...(b.aliasTable !== undefined ? { aliasTable: b.aliasTable } : {}),
-    ...(b.queryTimeoutMs !== undefined ? { queryTimeoutMs: b.queryTimeoutMs } : {}),
-    logger: toolLogger('warn'),
-  });
+  return createSubscriberAdmin({ ...mysqlConnection(b, config.baseDir), logger: toolLogger('warn') });
 }
 
 /** One line from standard input; on a terminal, prompted twice without echo. */
