@@ -3,6 +3,7 @@
  * model on purpose: the proxy builds this plain view from whatever message representation it has.
  */
 import type { Attributes, DigestAlgorithm } from './backend.js';
+import { AUTH_FAILURE_CAUSES, type AuthFailureCause } from '../log/events.js';
 
 export interface AuthRequest {
   /** 'REGISTER', 'INVITE', ... REGISTER is answered 401/WWW-Authenticate, anything else 407/Proxy-Authenticate. */
@@ -24,30 +25,10 @@ export interface AuthRequest {
 }
 
 /** The fixed vocabulary of outcomes (Kamailio's auth return codes, named). */
-export type AuthOutcome =
-  | 'ok'
-  | 'no_credentials'
-  | 'unknown_user'
-  | 'bad_password'
-  | 'stale_nonce'
-  | 'nonce_reused'
-  | 'identity_mismatch'
-  | 'realm_mismatch'
-  | 'backend_unavailable'
-  | 'malformed';
+export type AuthOutcome = 'ok' | 'no_credentials' | AuthFailureCause;
 
-export const AUTH_OUTCOMES: readonly AuthOutcome[] = [
-  'ok',
-  'no_credentials',
-  'unknown_user',
-  'bad_password',
-  'stale_nonce',
-  'nonce_reused',
-  'identity_mismatch',
-  'realm_mismatch',
-  'backend_unavailable',
-  'malformed',
-];
+/** Every outcome: the audited failure causes are the event log's vocabulary (auth.failed). */
+export const AUTH_OUTCOMES: readonly AuthOutcome[] = ['ok', 'no_credentials', ...AUTH_FAILURE_CAUSES];
 
 /** A ready-made stateless answer for the proxy to send (it adds Via, To tag, Call-ID, CSeq...). */
 export interface AuthReply {
