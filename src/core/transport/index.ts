@@ -2,6 +2,7 @@ export {
   TransportManager,
   type ListenSpec,
   type Destination,
+  type PreparedResponse,
   type TransportOptions,
   type TransportStats,
   redactCredentials,

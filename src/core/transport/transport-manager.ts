@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -17,7 +18,7 @@ import {
 } from '../sip/index.js';
 import { TransportError } from './errors.js';
 import { StreamFramer } from './stream-framer.js';
-import { firstVia, responseTarget, stampVia } from './via.js';
+import { type ResponseTarget, firstVia, responseTarget, stampVia } from './via.js';
 
 export interface ListenSpec {
   transport: Transport;
@@ -32,6 +33,13 @@ export interface Destination {
   port: number;
   transport: Transport;
   connectionId?: number;
+}
+
+/** A response serialised once, with where it goes: see TransportManager.prepareResponse. */
+export interface PreparedResponse {
+  readonly bytes: Buffer;
+  readonly target: ResponseTarget;
+  readonly to: Source | undefined;
 }
 
 export interface TransportOptions {
@@ -196,7 +204,15 @@ export class TransportManager {
    * responses leave from the socket it arrived at.
    */
   async sendResponse(res: SipResponse, to?: Source): Promise<void> {
-    if (this.closing) throw new TransportError('TRANSPORT_CLOSED', 'transport closed', false);
+    return this.sendPrepared(this.prepareResponse(res, to));
+  }
+
+  /**
+   * Serialises a response and works out where it goes (its top Via, s18.2.2), without sending it:
+   * a transaction that must repeat its final response keeps these bytes instead of the messages.
+   * Throws TRANSPORT_NO_ROUTE for a response without a usable top Via.
+   */
+  prepareResponse(res: SipResponse, to?: Source): PreparedResponse {
     let via;
     try {
       via = firstVia(res);
@@ -206,7 +222,13 @@ export class TransportManager {
     if (!via) throw new TransportError('TRANSPORT_NO_ROUTE', 'response has no Via', false);
     const target = responseTarget(via);
     if (!target) throw new TransportError('TRANSPORT_NO_ROUTE', `no transport for Via ${via.transport}`, false);
-    const bytes = serialize(res);
+    return { bytes: serialize(res), target, to };
+  }
+
+  /** Sends a prepared response (again): what sendResponse does after serialising. */
+  async sendPrepared(p: PreparedResponse): Promise<void> {
+    if (this.closing) throw new TransportError('TRANSPORT_CLOSED', 'transport closed', false);
+    const { bytes, target, to } = p;
     // s18.2.2: "the response MUST be sent using the existing connection to the source of the
     // original request" -- also when a confused client put UDP in the Via of a TCP request.
     const own = to?.connectionId !== undefined ? this.live(to.connectionId) : undefined;
@@ -254,7 +276,7 @@ export class TransportManager {
   }
 
   private async bindUdp(spec: ListenSpec): Promise<Listener> {
-    const sock = dgram.createSocket({ type: net.isIPv6(spec.address) ? 'udp6' : 'udp4' });
+    const sock = dgram.createSocket({ type: net.isIPv6(spec.address) ? 'udp6' : 'udp4', lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       const failed = (err: Error): void => {
         sock.close();
@@ -474,7 +496,8 @@ export class TransportManager {
 
   private async sendUdp(bytes: Buffer, address: string, port: number, local: Source['local']): Promise<void> {
     let ip = net.isIP(address) ? address : await this.resolve(address);
-    const family = net.isIPv6(ip) ? 6 : 4;
+    // An address from net.isIP or the resolver: only IPv6 has colons (no per-send regex).
+    const family = ip.includes(':') ? 6 : 4;
     let sock = this.udpSocketFor(family, local);
     if (!sock && family === 4) {
       // A dual-stack socket bound to "::" reaches IPv4 peers through mapped addresses.
@@ -504,7 +527,7 @@ export class TransportManager {
     let fallback: dgram.Socket | undefined;
     for (const l of this.listeners) {
       if (!l.udp) continue;
-      const lf = net.isIPv6(l.address) ? 6 : 4;
+      const lf = l.address.includes(':') ? 6 : 4;
       if (local && l.address === local.address && l.port === local.port && lf === family) return l.udp;
       if (lf === family) fallback ??= l.udp;
     }
@@ -618,4 +641,15 @@ function remoteKey(transport: Transport, address: string, port: number): string 
 /** IPv4-mapped IPv6 addresses (dual-stack sockets) are reported as plain IPv4. */
 function normalizeAddress(a: string): string {
   return a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a;
+}
+
+/**
+ * dgram resolves the address of every send, even a literal, through dns.lookup and a deferred
+ * callback. sendUdp resolves names itself beforehand, so the socket only ever sees literals: they
+ * are handed straight back; anything else still goes to the system resolver.
+ */
+function literalLookup(address: string, family: unknown, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const fam = family === 6 ? 6 : 4;
+  if (net.isIPv4(address) || address.includes(':')) callback(null, address, fam);
+  else dnsLookup(address, { family: fam }, callback);
 }
