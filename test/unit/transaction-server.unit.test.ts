@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { type SipRequest, type SipResponse, type Source, parseMessage } from '../../src/core/sip/index.js';
+import { type SipRequest, type SipResponse, type Source, createResponse, parseMessage } from '../../src/core/sip/index.js';
 import { type ServerTransaction, TransactionLayer } from '../../src/core/transaction/index.js';
 import { FakeClock } from '../support/fake-clock.js';
 
@@ -31,7 +31,7 @@ interface Sent {
   at: number;
 }
 
-function setup(extra: { maxServerTransactions?: number; tryingDelayMs?: number; onRequest?: (req: SipRequest, tx: ServerTransaction | undefined) => void } = {}) {
+function setup(extra: { maxServerTransactions?: number; maxCompletedTransactions?: number; tryingDelayMs?: number; onRequest?: (req: SipRequest, tx: ServerTransaction | undefined) => void } = {}) {
   const clock = new FakeClock();
   const sent: Sent[] = [];
   const delivered: Array<{ req: SipRequest; tx: ServerTransaction | undefined }> = [];
@@ -45,6 +45,7 @@ function setup(extra: { maxServerTransactions?: number; tryingDelayMs?: number; 
     logger: pino({ level: 'silent' }),
     timers: clock,
     ...(extra.maxServerTransactions !== undefined ? { maxServerTransactions: extra.maxServerTransactions } : {}),
+    ...(extra.maxCompletedTransactions !== undefined ? { maxCompletedTransactions: extra.maxCompletedTransactions } : {}),
     ...(extra.tryingDelayMs !== undefined ? { tryingDelayMs: extra.tryingDelayMs } : {}),
     onRequest: (req, tx) => {
       delivered.push({ req, tx });
@@ -78,20 +79,81 @@ describe('non-INVITE server transaction', () => {
     expect(layer.stats.retransmissionsAbsorbed).toBe(2);
   });
 
-  it('lives 64*T1 in Completed over UDP (timer J) and is then removed', () => {
-    const { layer, delivered, clock } = setup();
+  it('lives 64*T1 in Completed over UDP (timer J), at most one step of T1/5 longer, and is then removed', () => {
+    const { layer, delivered, clock, sent } = setup();
     layer.receive(request('OPTIONS'));
-    delivered[0]!.tx!.replyStatus(200);
+    const tx = delivered[0]!.tx!;
+    const ok = tx.replyStatus(200);
     expect(layer.stats.serverTransactions).toBe(1);
+    expect(tx.state).toBe('Completed');
     clock.advance(31_999);
     expect(layer.stats.serverTransactions).toBe(1);
-    clock.advance(1);
+    // still absorbed and answered with the same final response just before J
+    layer.receive(request('OPTIONS'));
+    expect(delivered).toHaveLength(1);
+    expect(sent.map((s) => s.res)).toEqual([ok, ok]);
+    clock.advance(1 + 100);
     expect(layer.stats.serverTransactions).toBe(0);
-    expect(delivered[0]!.tx!.state).toBe('Terminated');
+    expect(tx.state).toBe('Terminated');
     expect(clock.size).toBe(0);
     // Only now is a copy of the request new again.
     layer.receive(request('OPTIONS'));
     expect(delivered).toHaveLength(2);
+  });
+
+  it('keeps one timer for all completed transactions, whatever their number', () => {
+    const { layer, delivered, clock } = setup();
+    for (let i = 0; i < 50; i++) {
+      layer.receive(request('REGISTER', { branch: `z9hG4bKmany${i}` }));
+      delivered[i]!.tx!.replyStatus(200);
+      clock.advance(10);
+    }
+    expect(layer.stats.serverTransactions).toBe(50);
+    expect(clock.size).toBe(1);
+    clock.advance(32_200);
+    expect(layer.stats.serverTransactions).toBe(0);
+    expect(clock.size).toBe(0);
+  });
+
+  it('forgets the oldest completed transaction when the completed table is full, and counts it', () => {
+    const { layer, delivered } = setup({ maxCompletedTransactions: 2 });
+    for (let i = 0; i < 3; i++) {
+      layer.receive(request('REGISTER', { branch: `z9hG4bKfull${i}` }));
+      delivered[i]!.tx!.replyStatus(200);
+    }
+    expect(layer.stats.serverTransactions).toBe(2);
+    expect(layer.stats.completedEvicted).toBe(1);
+    // the first is new again; the third is still absorbed
+    layer.receive(request('REGISTER', { branch: 'z9hG4bKfull0' }));
+    expect(delivered).toHaveLength(4);
+    layer.receive(request('REGISTER', { branch: 'z9hG4bKfull2' }));
+    expect(delivered).toHaveLength(4);
+  });
+
+  it('replyAndForget answers a non-INVITE and keeps nothing: a copy of the request is new again', () => {
+    const { layer, delivered, sent, clock } = setup();
+    layer.receive(request('REGISTER'));
+    const tx = delivered[0]!.tx!;
+    const challenge = createResponse(tx.request, 401, { toTag: tx.toTag });
+    tx.replyAndForget(challenge);
+    expect(sent.map((s) => s.res)).toEqual([challenge]);
+    expect(tx.state).toBe('Terminated');
+    expect(layer.stats.serverTransactions).toBe(0);
+    expect(clock.size).toBe(0);
+    layer.receive(request('REGISTER'));
+    expect(delivered).toHaveLength(2);
+  });
+
+  it('replyAndForget on an INVITE keeps the transaction (its final response is retransmitted until the ACK)', () => {
+    const { layer, delivered, sent, clock } = setup({ tryingDelayMs: 0 });
+    layer.receive(request('INVITE'));
+    const tx = delivered[0]!.tx!;
+    tx.replyAndForget(createResponse(tx.request, 407, { toTag: tx.toTag }));
+    expect(tx.state).toBe('Completed');
+    clock.advance(500);
+    expect(sent.filter((s) => s.res.status === 407)).toHaveLength(2);
+    layer.receive(request('INVITE'));
+    expect(delivered).toHaveLength(1);
   });
 
   it('ends at once over a reliable transport (timer J = 0) and answers on the request connection', () => {

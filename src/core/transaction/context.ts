@@ -1,12 +1,18 @@
 import type { Logger } from 'pino';
-import type { SipResponse, Source } from '../sip/index.js';
-import type { Destination } from '../transport/index.js';
+import type { SipRequest, SipResponse, Source } from '../sip/index.js';
+import type { Destination, PreparedResponse } from '../transport/index.js';
 import type { TimerConfig, Timers } from './timers.js';
 
 /** What the transaction layer needs from the transport below it. */
 export interface TransactionTransport {
   send(bytes: Buffer, dest: Destination): Promise<void>;
   sendResponse(res: SipResponse, to?: Source): Promise<void>;
+  /**
+   * Serialise once, send many times: when present, a completed transaction keeps only these
+   * bytes for its retransmissions (the TransportManager has both).
+   */
+  prepareResponse?(res: SipResponse, to?: Source): PreparedResponse;
+  sendPrepared?(prepared: PreparedResponse): Promise<void>;
 }
 
 export interface TransactionStats {
@@ -32,6 +38,11 @@ export interface TransactionStats {
   acksAbsorbed: number;
   /** INVITE server transactions whose ACK never came (timer H). */
   ackTimeouts: number;
+  /**
+   * Completed non-INVITE transactions forgotten before timer J because the table of completed
+   * transactions was full (oldest first); a retransmission of theirs is handled as a new request.
+   */
+  completedEvicted: number;
 }
 
 /** Shared by every transaction of one layer. */
@@ -47,4 +58,13 @@ export interface TransactionContext {
   readonly inviteLifetimeMs: number;
   /** Called once when a transaction reaches Terminated: it is removed from the tables. */
   terminated(tx: { readonly id: string; readonly kind: 'server' | 'client' }): void;
+  /**
+   * A non-INVITE server transaction over UDP sends its final response: the layer sends it, keeps
+   * a compact record that repeats it to retransmissions for timer J, and drops the transaction
+   * from its table. Returns the record's generation (see completedExpired), or -1 when the
+   * response could not be sent (the transaction was terminated).
+   */
+  handOverCompleted(tx: { readonly id: string; readonly request: SipRequest }, res: SipResponse): number;
+  /** Whether the compact records of this generation have expired (timer J has passed). */
+  completedExpired(generation: number): boolean;
 }

@@ -23,6 +23,15 @@ export interface ServerTransaction {
   readonly cancelled: boolean;
   /** Sends a response and remembers it for retransmissions of the request. */
   reply(res: SipResponse): void;
+  /**
+   * Sends a final response and ends a non-INVITE transaction at once, keeping nothing for
+   * retransmissions: a copy of the request arriving later is handled as a new request, as
+   * after a stateless reply (Kamailio's sl_send_reply). Only for answers that may be given again
+   * with no side effect, such as the challenge to a request without credentials. An INVITE
+   * transaction (whose non-2xx final response is retransmitted until the ACK) and a provisional
+   * response fall back to reply().
+   */
+  replyAndForget(res: SipResponse): void;
   /** createResponse(request, status, { toTag, ...opts }) and reply(); returns the response sent. */
   replyStatus(status: number, opts?: ResponseOptions): SipResponse;
   /**
@@ -39,7 +48,13 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   readonly kind = 'server' as const;
   private tag: string | undefined;
   abstract readonly isInvite: boolean;
-  state: ServerTransactionState;
+  #state: ServerTransactionState;
+  /**
+   * Set when the layer took over the Completed state (a non-INVITE over UDP): from then on only the
+   * layer's compact record answers retransmissions, and the state reads Terminated once that
+   * record's generation has expired.
+   */
+  protected handedOverAt = -1;
   lastResponse: SipResponse | undefined;
   cancelled = false;
   protected readonly timers: TimerSet;
@@ -53,9 +68,18 @@ export abstract class ServerTransactionBase implements ServerTransaction {
     readonly id: string,
     initial: ServerTransactionState,
   ) {
-    this.state = initial;
+    this.#state = initial;
     this.timers = new TimerSet(ctx.timers);
     this.reliable = request.source !== undefined && request.source.transport !== 'udp';
+  }
+
+  get state(): ServerTransactionState {
+    if (this.handedOverAt >= 0 && this.#state === 'Completed' && this.ctx.completedExpired(this.handedOverAt)) return 'Terminated';
+    return this.#state;
+  }
+
+  set state(s: ServerTransactionState) {
+    this.#state = s;
   }
 
   /** Made on first use: relayed responses carry the downstream tag and never need ours. */
@@ -64,6 +88,11 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   }
 
   abstract reply(res: SipResponse): void;
+
+  replyAndForget(res: SipResponse): void {
+    this.reply(res);
+  }
+
   /** A retransmission of the request that created the transaction. */
   abstract retransmission(): void;
 
@@ -97,7 +126,7 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   /** Ends the transaction: clears its timers and removes it from the layer (exactly once). */
   terminate(): void {
     if (this.state === 'Terminated') return;
-    this.state = 'Terminated';
+    this.#state = 'Terminated';
     this.timers.clear();
     this.cancelCb = undefined;
     this.pendingCancel = undefined;
@@ -145,8 +174,8 @@ export class NonInviteServerTransaction extends ServerTransactionBase {
       case 'Trying':
       case 'Proceeding':
         this.lastResponse = res;
-        this.send(res);
         if (res.status < 200) {
+          this.send(res);
           // "While in the Trying state, if the TU passes a provisional response to the server
           // transaction, the server transaction MUST enter the Proceeding state."
           this.state = 'Proceeding';
@@ -158,14 +187,32 @@ export class NonInviteServerTransaction extends ServerTransactionBase {
         // seconds for unreliable transports, and zero seconds for reliable transports."
         this.state = 'Completed';
         this.timers.stop('lifetime');
-        if (this.reliable) this.terminate();
-        else this.timers.start('J', 64 * this.ctx.config.t1, () => this.terminate());
+        if (this.reliable) {
+          this.send(res);
+          this.terminate();
+          return;
+        }
+        // Timer J: the layer keeps only the response's wire bytes and where they go for the 32 s,
+        // not this transaction and its parsed messages (ADR 0006).
+        this.timers.clear();
+        this.handedOverAt = this.ctx.handOverCompleted(this, res);
         return;
       default:
         // "Any other final responses passed by the TU to the server transaction MUST be discarded
         // while in the "Completed" state."
         this.rejectLate(res);
     }
+  }
+
+  override replyAndForget(res: SipResponse): void {
+    if (res.status < 200 || !this.awaitingFinal()) {
+      this.reply(res);
+      return;
+    }
+    this.lastResponse = res;
+    this.state = 'Completed';
+    this.send(res);
+    this.terminate();
   }
 
   retransmission(): void {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { type AnyMessage, type SipRequest, type SipResponse, createResponse } from '../sip/index.js';
-import type { Destination } from '../transport/index.js';
+import { type AnyMessage, type SipRequest, type SipResponse, type Source, createResponse } from '../sip/index.js';
+import type { Destination, PreparedResponse } from '../transport/index.js';
 import {
   type ClientDelegate,
   type ClientTransaction,
@@ -42,6 +42,12 @@ export interface TransactionLayerOptions {
    * 1,000 REGISTER/s holds about 32,000 finished transactions (about 6 KB each, measured).
    */
   readonly maxServerTransactions?: number;
+  /**
+   * Most completed non-INVITE transactions remembered for timer J (default: maxServerTransactions).
+   * Each is a compact record (the response's wire bytes and where they go, a few hundred bytes);
+   * when the table is full the oldest is forgotten early rather than refusing new requests.
+   */
+  readonly maxCompletedTransactions?: number;
   /** Most client transactions alive at once; beyond it sendRequest fails (default 40000). */
   readonly maxClientTransactions?: number;
   /** Delay before an INVITE server transaction sends 100 Trying itself (default 200 ms; 0 = at once). */
@@ -86,6 +92,7 @@ export class TransactionLayer {
     cancelsUnmatched: 0,
     acksAbsorbed: 0,
     ackTimeouts: 0,
+    completedEvicted: 0,
   };
 
   private readonly servers = new Map<string, ServerTransactionBase>();
@@ -93,6 +100,18 @@ export class TransactionLayer {
   private readonly legacyInvites = new Map<string, InviteServerTransaction>();
   private readonly legacyKeys = new Map<ServerTransactionBase, string>();
   private readonly clients = new Map<string, ClientTransactionBase>();
+  /**
+   * Completed non-INVITE server transactions over UDP, for timer J: only what a retransmission of
+   * the request needs (the final response, serialised). Timer J is the same for all of them, so
+   * insertion order is expiry order: one timer sweeps the oldest generations instead of a Node
+   * timer per transaction. A record lives between J and J + one generation step.
+   */
+  private readonly completed = new Map<string, CompletedRecord>();
+  private generation = 0;
+  private generationTimer: unknown;
+  private readonly generationMs: number;
+  private readonly generationsPerJ: number;
+  private readonly maxCompleted: number;
   private readonly ctx: TransactionContext;
   private readonly logger: Logger;
   private readonly onRequest: TransactionLayerOptions['onRequest'];
@@ -109,15 +128,22 @@ export class TransactionLayer {
     this.maxServers = opts.maxServerTransactions ?? opts.maxTransactions ?? 150_000;
     this.maxClients = opts.maxClientTransactions ?? opts.maxTransactions ?? 150_000;
     this.retryAfter = opts.overloadRetryAfter ?? 5;
+    this.maxCompleted = opts.maxCompletedTransactions ?? this.maxServers;
+    const config = { ...DEFAULT_TIMERS, ...opts.config };
+    // Steps of T1/5 (100 ms by default): a record outlives timer J by at most that.
+    this.generationMs = Math.max(1, Math.floor(config.t1 / 5));
+    this.generationsPerJ = Math.ceil((64 * config.t1) / this.generationMs);
     this.ctx = {
       transport: opts.transport,
       timers: opts.timers ?? realTimers,
-      config: { ...DEFAULT_TIMERS, ...opts.config },
+      config,
       logger: opts.logger,
       stats: this.stats,
       tryingDelayMs: opts.tryingDelayMs ?? 200,
       inviteLifetimeMs: opts.inviteLifetimeMs ?? 300_000,
       terminated: (tx) => this.remove(tx),
+      handOverCompleted: (tx, res) => this.handOver(tx as ServerTransactionBase, res),
+      completedExpired: (gen) => this.generation - gen > this.generationsPerJ,
     };
   }
 
@@ -162,12 +188,21 @@ export class TransactionLayer {
     return tx;
   }
 
-  /** The live server transaction for a request, if any (for tests and diagnostics). */
+  /**
+   * The server transaction for a request while it waits for or works on its final response (for
+   * tests and diagnostics). A completed non-INVITE transaction over UDP is no longer an object:
+   * see absorbs().
+   */
   findServer(req: SipRequest): ServerTransaction | undefined {
     return this.servers.get(serverKey(req));
   }
 
-  /** Ends every transaction and clears every timer. */
+  /** Whether a copy of this request would be absorbed as a retransmission (live or completed). */
+  absorbs(req: SipRequest): boolean {
+    const key = serverKey(req);
+    return this.servers.has(key) || this.completed.has(key);
+  }
+
   /** Server transactions still waiting for their final response (what a graceful stop waits for). */
   awaitingFinal(): number {
     let n = 0;
@@ -175,8 +210,15 @@ export class TransactionLayer {
     return n;
   }
 
+  /** Ends every transaction and clears every timer. */
   close(): void {
     this.closed = true;
+    this.completed.clear();
+    if (this.generationTimer !== undefined) this.ctx.timers.clearTimeout(this.generationTimer);
+    this.generationTimer = undefined;
+    // Records of every generation so far now read as expired.
+    this.generation += this.generationsPerJ + 1;
+    this.updateServerCount();
     for (const tx of [...this.servers.values()]) tx.terminate();
     for (const tx of [...this.clients.values()]) tx.terminate();
   }
@@ -189,6 +231,14 @@ export class TransactionLayer {
     const existing = this.servers.get(key);
     if (existing) {
       existing.retransmission();
+      return;
+    }
+    const done = this.completed.get(key);
+    if (done) {
+      // "If a retransmission of the request is received while in the "Completed" state, the
+      // server transaction MUST pass the final response to the transport layer for retransmission."
+      this.stats.retransmissionsAbsorbed++;
+      this.resend(key, done);
       return;
     }
     if (req.method === 'CANCEL') return this.receiveCancel(req, key);
@@ -267,7 +317,75 @@ export class TransactionLayer {
 
   private addServer(tx: ServerTransactionBase, key: string): void {
     this.servers.set(key, tx);
-    this.stats.serverTransactions = this.servers.size;
+    this.updateServerCount();
+  }
+
+  private updateServerCount(): void {
+    this.stats.serverTransactions = this.servers.size + this.completed.size;
+  }
+
+  // ---- completed non-INVITE transactions (timer J) -----------------------------------------------
+
+  private handOver(tx: ServerTransactionBase, res: SipResponse): number {
+    const t = this.ctx.transport;
+    const to = tx.request.source;
+    let record: CompletedRecord;
+    if (t.prepareResponse && t.sendPrepared) {
+      let prepared: PreparedResponse;
+      try {
+        prepared = t.prepareResponse(res, to);
+      } catch (err) {
+        this.logger.warn({ err, tx: tx.id, status: res.status }, 'sending a response failed');
+        tx.terminate();
+        return -1;
+      }
+      record = { generation: this.generation, prepared, res: undefined, to: undefined };
+    } else {
+      record = { generation: this.generation, prepared: undefined, res, to };
+    }
+    if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
+    if (this.completed.size >= this.maxCompleted) {
+      const oldest = this.completed.keys().next();
+      if (!oldest.done) {
+        this.completed.delete(oldest.value);
+        this.stats.completedEvicted++;
+      }
+    }
+    if (this.generationTimer === undefined) {
+      // Idle until now: a fresh generation starts with this record.
+      this.generation++;
+      record.generation = this.generation;
+      this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
+    }
+    this.completed.set(tx.id, record);
+    this.updateServerCount();
+    this.resend(tx.id, record);
+    return record.generation;
+  }
+
+  private resend(key: string, record: CompletedRecord): void {
+    const t = this.ctx.transport;
+    const sent = record.prepared && t.sendPrepared ? t.sendPrepared(record.prepared) : t.sendResponse(record.res!, record.to);
+    sent.catch((err: unknown) => {
+      // s17.2.4: a transport failure ends the transaction.
+      this.logger.warn({ err, tx: key }, 'sending a response failed');
+      if (this.completed.get(key) === record) {
+        this.completed.delete(key);
+        this.updateServerCount();
+      }
+    });
+  }
+
+  private sweep(): void {
+    this.generationTimer = undefined;
+    this.generation++;
+    const oldest = this.generation - this.generationsPerJ - 1;
+    for (const [key, record] of this.completed) {
+      if (record.generation > oldest) break;
+      this.completed.delete(key);
+    }
+    this.updateServerCount();
+    if (this.completed.size > 0 && !this.closed) this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
   }
 
   // ---- client side ------------------------------------------------------------------------------
@@ -299,12 +417,22 @@ export class TransactionLayer {
         this.legacyKeys.delete(tx as ServerTransactionBase);
         if (this.legacyInvites.get(legacy) === tx) this.legacyInvites.delete(legacy);
       }
-      this.stats.serverTransactions = this.servers.size;
+      this.updateServerCount();
     } else {
       if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
       this.stats.clientTransactions = this.clients.size;
     }
   }
+}
+
+/** What timer J keeps of a completed non-INVITE server transaction. */
+interface CompletedRecord {
+  generation: number;
+  /** The final response, serialised, and where it goes (transports that can prepare). */
+  readonly prepared: PreparedResponse | undefined;
+  /** Otherwise the response itself and the request's source. */
+  readonly res: SipResponse | undefined;
+  readonly to: Source | undefined;
 }
 
 function tagOf(res: SipResponse): string {
