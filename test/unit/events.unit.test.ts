@@ -5,6 +5,7 @@ import {
   banRemoved,
   canonicalAor,
   contactExpired,
+  contactRefreshed,
   CURRENT_VERSION,
   EVENT_TYPES,
   partitionKey,
@@ -51,6 +52,21 @@ describe('event schemas', () => {
   it('loads schemas from a directory given explicitly', () => {
     const s = new EventSchemas(new URL('../../schemas/events', import.meta.url).pathname);
     expect(s.validate(bound('bob', 2, T0)).ok).toBe(true);
+  });
+});
+
+describe('makeEvent', () => {
+  it('puts the envelope after the payload, lets it win over same-named fields, and leaves the payload alone', () => {
+    const from = bound('alice', 1, T0);
+    const payload = { ...from, instance: 'payload-instance' };
+    const e = contactRefreshed(payload, { time: T0 + 5, id: '00000000-0000-4000-8000-000000000001', instance: 'b' });
+    expect(e).toMatchObject({ type: 'contact.refreshed', version: 1, id: '00000000-0000-4000-8000-000000000001', time: T0 + 5, instance: 'b' });
+    expect(payload.type).toBe('contact.bound');
+    // The stored JSON keeps the field order of `{ ...payload, ...envelope }`.
+    expect(Object.keys(e)).toEqual(Object.keys({ ...payload, ...{ type: 1, version: 1, id: 1, time: 1, instance: 1 } }));
+    const fresh = banRemoved({ scope: 'ip', value: '203.0.113.9' }, { time: T0 });
+    expect(Object.keys(fresh)).toEqual(['scope', 'value', 'type', 'version', 'id', 'time']);
+    expect(fresh.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
   });
 });
 
