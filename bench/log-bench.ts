@@ -1,8 +1,15 @@
 /**
- * Event log benchmark: `node --import tsx bench/log-bench.ts [--events 1000000] [--contacts 100000]`
+ * Event log benchmark:
+ *   node --import tsx bench/log-bench.ts [--events 1000000] [--contacts 100000] [--only append,paced,rebuild,lookup]
+ *     [--rate 500] [--seconds 10] [--batch 2]
  *
  * Prints:
- *  - append throughput with fsync=batch (FileLog alone, and through Ledger: schema check + projections)
+ *  - append throughput with fsync=batch (FileLog alone, and through Ledger: schema check + projections),
+ *    with CPU microseconds per append: the whole process and its main thread (where the event loop runs)
+ *  - paced appends: `--rate` appends per second of `--batch` events each (a registration appends an
+ *    auth outcome and a binding change), each built with makeEvent and appended through the Ledger
+ *    (validate on and off) as a registrar does, for `--seconds`; CPU microseconds per append. At a
+ *    moderate rate groups are small, so this is the per-append cost a live process pays.
  *  - rebuild rate: Ledger.open replaying a file log of N registration events, no snapshot
  *  - start-to-lookup: a fresh process that opens a snapshot of M live contacts and answers a lookup
  *  - heap bytes per live contact in the location projection
@@ -14,7 +21,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { FileLog } from '../src/backends/log/file-log.js';
-import { contactBound, contactRefreshed, type SipledgerEvent } from '../src/core/log/events.js';
+import { readFileSync } from 'node:fs';
+import { authSucceeded, contactBound, contactRefreshed, type SipledgerEvent } from '../src/core/log/events.js';
 import { Ledger } from '../src/core/log/ledger.js';
 import { LocationProjection } from '../src/projections/location.js';
 
@@ -56,6 +64,30 @@ async function dirBytes(dir: string): Promise<number> {
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
+/** CPU nanoseconds the main thread has run (its schedstat), to tell it from libuv's fsync threads. */
+function mainThreadNs(): number {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return NaN;
+  }
+}
+
+interface Cpu {
+  readonly process: number;
+  readonly main: number;
+}
+
+function cpuNow(): { usage: NodeJS.CpuUsage; mainNs: number } {
+  return { usage: process.cpuUsage(), mainNs: mainThreadNs() };
+}
+
+/** Microseconds of CPU since `from`: the whole process, and its main thread alone. */
+function cpuSince(from: { usage: NodeJS.CpuUsage; mainNs: number }): Cpu {
+  const u = process.cpuUsage(from.usage);
+  return { process: u.user + u.system, main: (mainThreadNs() - from.mainNs) / 1000 };
+}
+
 async function benchAppend(root: string): Promise<void> {
   const total = 200_000;
   const concurrency = 512;
@@ -66,6 +98,7 @@ async function benchAppend(root: string): Promise<void> {
     const events = Array.from({ length: total }, (_, i) => registration(i, total, T0 + i));
     let next = 0;
     const t = performance.now();
+    const c0 = cpuNow();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (next < total) {
@@ -75,10 +108,75 @@ async function benchAppend(root: string): Promise<void> {
         }
       }),
     );
+    const cpu = cpuSince(c0);
     const s = (performance.now() - t) / 1000;
     const { groups } = log.stats;
     console.log(
-      `append, fsync=batch, ${mode}: ${fmt(total / s)} events/s (${fmt(total)} single-event appends from ${concurrency} concurrent writers, ${fmt(groups)} group commits = ${fmt(groups)} fdatasyncs)`,
+      `append, fsync=batch, ${mode}: ${fmt(total / s)} events/s (${fmt(total)} single-event appends from ${concurrency} concurrent writers, ${fmt(groups)} group commits = ${fmt(groups)} fdatasyncs); CPU per append ${(cpu.process / total).toFixed(1)} us, main thread ${(cpu.main / total).toFixed(1)} us`,
+    );
+    if (ledger) await ledger.close();
+    else await log.close();
+  }
+}
+
+/** A registration's events: the auth outcome and the binding change, built as the router does. */
+function registrationEvents(n: number, batch: number): SipledgerEvent[] {
+  const time = Date.now();
+  const k = n % 5000;
+  const source = { address: `10.0.${(k >> 8) & 255}.${k & 255}`, port: 5060, transport: 'udp' as const };
+  const out: SipledgerEvent[] = [
+    authSucceeded(
+      { user: `user${k}`, realm: 'bench.example.com', domain: 'bench.example.com', method: 'REGISTER', source, userAgent: 'Yealink SIP-T46S 66.86.0.15', algorithm: 'MD5', callId: `${n}-reg@10.0.0.1` },
+      { time },
+    ),
+  ];
+  for (let i = 1; i < batch; i++) {
+    const uri = `sip:user${k}@${source.address}:5060;transport=udp`;
+    out.push(
+      contactRefreshed(
+        { aor: `sip:user${k}@bench.example.com`, contact: `<${uri}>`, uri, expiresAt: time + 3_600_000, q: 1, callId: `${n}-reg@10.0.0.1`, cseq: n + i, userAgent: 'Yealink SIP-T46S 66.86.0.15', source },
+        { time },
+      ),
+    );
+  }
+  return out;
+}
+
+/**
+ * Appends at a fixed rate, each append on its own like concurrent registrations, and reports the CPU
+ * per append. The pacing tick (every 10 ms) costs the same in every mode.
+ */
+async function benchPaced(root: string, rate: number, seconds: number, batch: number): Promise<void> {
+  for (const mode of ['Ledger', 'Ledger validate:false', 'FileLog'] as const) {
+    const dir = path.join(root, `paced-${mode.replace(/[^a-zA-Z]/g, '')}`);
+    const log = await FileLog.open({ dir, fsync: 'batch', logger });
+    const ledger = mode === 'FileLog' ? undefined : await Ledger.open({ log, logger, validate: mode === 'Ledger' });
+    const append = (events: SipledgerEvent[]): Promise<unknown> => (ledger ? ledger.append(events) : log.append(events));
+    // Warm-up: the JIT settles before the measured run.
+    for (let i = 0; i < 2000; i++) await append(registrationEvents(i, batch));
+    const total = Math.round(rate * seconds);
+    const perTick = rate / 100;
+    const groups0 = log.stats.groups;
+    const c0 = cpuNow();
+    const t0 = performance.now();
+    let issued = 0;
+    let done = 0;
+    await new Promise<void>((resolve, reject) => {
+      const tick = (): void => {
+        const due = Math.min(total, Math.round(((performance.now() - t0) / 10 + 1) * perTick));
+        for (; issued < due; issued++) {
+          append(registrationEvents(issued, batch)).then(() => {
+            if (++done === total) resolve();
+          }, reject);
+        }
+        if (issued < total) setTimeout(tick, 10);
+      };
+      tick();
+    });
+    const cpu = cpuSince(c0);
+    const groups = log.stats.groups - groups0;
+    console.log(
+      `paced ${fmt(rate)} appends/s of ${batch} events, ${mode}: CPU per append ${(cpu.process / total).toFixed(1)} us, main thread ${(cpu.main / total).toFixed(1)} us (${fmt(total)} appends, ${(total / groups).toFixed(1)} appends per group commit)`,
     );
     if (ledger) await ledger.close();
     else await log.close();
@@ -186,12 +284,15 @@ async function main(): Promise<void> {
   process.env.SIPLEDGER_BENCH_PARENT_ORIGIN = String(performance.timeOrigin);
   const events = arg('events', 1_000_000);
   const contacts = arg('contacts', 100_000);
+  const onlyAt = process.argv.indexOf('--only');
+  const only = new Set(onlyAt >= 0 ? (process.argv[onlyAt + 1] ?? '').split(',') : ['append', 'paced', 'rebuild', 'lookup']);
   const root = await mkdtemp(path.join(tmpdir(), 'sipledger-bench-'));
   try {
     console.log(`sipledger event log benchmark (node ${process.version}, ${root})`);
-    await benchAppend(root);
-    await benchRebuild(root, events);
-    await benchStartToLookup(root, contacts);
+    if (only.has('append')) await benchAppend(root);
+    if (only.has('paced')) await benchPaced(root, arg('rate', 500), arg('seconds', 10), arg('batch', 2));
+    if (only.has('rebuild')) await benchRebuild(root, events);
+    if (only.has('lookup')) await benchStartToLookup(root, contacts);
   } finally {
     await rm(root, { recursive: true, force: true });
   }
