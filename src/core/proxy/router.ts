@@ -36,8 +36,6 @@ import type { BanCheck, BanVerdict } from '../security/brute-force-guard.js';
 /** What the router needs of a server transaction. */
 export interface RouterTransaction extends ProxyServerTransaction {
   readonly toTag: string;
-  /** Final answer that keeps no transaction state (see ServerTransaction.replyAndForget). */
-  replyAndForget?(res: SipResponse): void;
 }
 
 /** What the router needs of the authenticator. */
@@ -115,13 +113,12 @@ export class Router {
     });
   }
 
-  private reply(tx: RouterTransaction, status: number, options: ResponseOptions = {}, forget = false): SipResponse {
+  private reply(tx: RouterTransaction, status: number, options: ResponseOptions = {}): SipResponse {
     const headers = options.headers ? [...options.headers] : [];
     if (this.opts.serverHeader) headers.push(['Server', this.opts.serverHeader]);
     const res = createResponse(tx.request, status, { ...options, headers, toTag: tx.toTag });
     this.countResponse(tx.request.method, status);
-    if (forget && tx.replyAndForget) tx.replyAndForget(res);
-    else tx.reply(res);
+    tx.reply(res);
     return res;
   }
 
@@ -429,12 +426,7 @@ export class Router {
   }
 
   private answerAuthFailure(tx: RouterTransaction, auth: Exclude<AuthResult, { outcome: 'ok' }>): void {
-    // The challenge to a request without credentials is answered statelessly, as Kamailio's
-    // www_challenge does through sl: a retransmission is challenged again, which has no side effect
-    // (no event, no failure count), and nothing is kept for 32 s. Every other outcome stays in
-    // its transaction, so that a retransmission never meets auth twice (DESIGN contract 7).
-    const forget = auth.outcome === 'no_credentials';
-    this.reply(tx, auth.reply.status, { reason: auth.reply.reason, headers: auth.reply.headers.map(([n, v]) => [n, v] as [string, string]) }, forget);
+    this.reply(tx, auth.reply.status, { reason: auth.reply.reason, headers: auth.reply.headers.map(([n, v]) => [n, v] as [string, string]) });
   }
 
   private recordAuthFailure(req: SipRequest, auth: Exclude<AuthResult, { outcome: 'ok' }>): void {
