@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { type SipRequest, type SipResponse, type Source, createResponse, parseMessage } from '../../src/core/sip/index.js';
+import { type SipRequest, type SipResponse, type Source, parseMessage } from '../../src/core/sip/index.js';
 import { type ServerTransaction, TransactionLayer } from '../../src/core/transaction/index.js';
 import { FakeClock } from '../support/fake-clock.js';
 
@@ -128,32 +128,6 @@ describe('non-INVITE server transaction', () => {
     expect(delivered).toHaveLength(4);
     layer.receive(request('REGISTER', { branch: 'z9hG4bKfull2' }));
     expect(delivered).toHaveLength(4);
-  });
-
-  it('replyAndForget answers a non-INVITE and keeps nothing: a copy of the request is new again', () => {
-    const { layer, delivered, sent, clock } = setup();
-    layer.receive(request('REGISTER'));
-    const tx = delivered[0]!.tx!;
-    const challenge = createResponse(tx.request, 401, { toTag: tx.toTag });
-    tx.replyAndForget(challenge);
-    expect(sent.map((s) => s.res)).toEqual([challenge]);
-    expect(tx.state).toBe('Terminated');
-    expect(layer.stats.serverTransactions).toBe(0);
-    expect(clock.size).toBe(0);
-    layer.receive(request('REGISTER'));
-    expect(delivered).toHaveLength(2);
-  });
-
-  it('replyAndForget on an INVITE keeps the transaction (its final response is retransmitted until the ACK)', () => {
-    const { layer, delivered, sent, clock } = setup({ tryingDelayMs: 0 });
-    layer.receive(request('INVITE'));
-    const tx = delivered[0]!.tx!;
-    tx.replyAndForget(createResponse(tx.request, 407, { toTag: tx.toTag }));
-    expect(tx.state).toBe('Completed');
-    clock.advance(500);
-    expect(sent.filter((s) => s.res.status === 407)).toHaveLength(2);
-    layer.receive(request('INVITE'));
-    expect(delivered).toHaveLength(1);
   });
 
   it('ends at once over a reliable transport (timer J = 0) and answers on the request connection', () => {

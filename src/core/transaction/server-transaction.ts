@@ -23,15 +23,6 @@ export interface ServerTransaction {
   readonly cancelled: boolean;
   /** Sends a response and remembers it for retransmissions of the request. */
   reply(res: SipResponse): void;
-  /**
-   * Sends a final response and ends a non-INVITE transaction at once, keeping nothing for
-   * retransmissions: a copy of the request arriving later is handled as a new request, as
-   * after a stateless reply (Kamailio's sl_send_reply). Only for answers that may be given again
-   * with no side effect, such as the challenge to a request without credentials. An INVITE
-   * transaction (whose non-2xx final response is retransmitted until the ACK) and a provisional
-   * response fall back to reply().
-   */
-  replyAndForget(res: SipResponse): void;
   /** createResponse(request, status, { toTag, ...opts }) and reply(); returns the response sent. */
   replyStatus(status: number, opts?: ResponseOptions): SipResponse;
   /**
@@ -88,10 +79,6 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   }
 
   abstract reply(res: SipResponse): void;
-
-  replyAndForget(res: SipResponse): void {
-    this.reply(res);
-  }
 
   /** A retransmission of the request that created the transaction. */
   abstract retransmission(): void;
@@ -202,17 +189,6 @@ export class NonInviteServerTransaction extends ServerTransactionBase {
         // while in the "Completed" state."
         this.rejectLate(res);
     }
-  }
-
-  override replyAndForget(res: SipResponse): void {
-    if (res.status < 200 || !this.awaitingFinal()) {
-      this.reply(res);
-      return;
-    }
-    this.lastResponse = res;
-    this.state = 'Completed';
-    this.send(res);
-    this.terminate();
   }
 
   retransmission(): void {
