@@ -26,6 +26,7 @@ import { Router, type RouterTransaction } from '../src/core/proxy/router.js';
 import { DEFAULT_REGISTRAR } from '../src/core/registrar/registrar.js';
 import { parseMessage, serialize, type SipResponse, type Source } from '../src/core/sip/index.js';
 import { TransactionLayer } from '../src/core/transaction/index.js';
+import type { PreparedResponse } from '../src/core/transport/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -55,17 +56,30 @@ const authenticator = new DigestAuthenticator({
 });
 const ledger = await Ledger.open({ log: await FileLog.open({ dir: path.join(dir, 'log'), fsync: 'batch', logger }), logger });
 
-/** Where the layer's responses go: serialised as on the wire, then handed to the waiting phone. */
+/**
+ * Where the layer's responses go: serialised as on the wire, then handed to the waiting phone. Like
+ * the TransportManager, it can prepare a response once (what a completed transaction keeps).
+ */
 const waiting = new Map<string, (bytes: Buffer) => void>();
+type BenchPrepared = PreparedResponse & { readonly callId: string };
+const handTo = (callId: string, bytes: Buffer): void => {
+  const w = waiting.get(callId);
+  if (w) {
+    waiting.delete(callId);
+    w(bytes);
+  }
+};
 const transport = {
   async send(): Promise<void> {},
   async sendResponse(res: SipResponse): Promise<void> {
-    const bytes = serialize(res);
-    const w = waiting.get(res.callId);
-    if (w) {
-      waiting.delete(res.callId);
-      w(bytes);
-    }
+    handTo(res.callId, serialize(res));
+  },
+  prepareResponse(res: SipResponse): PreparedResponse {
+    const p: BenchPrepared = { bytes: serialize(res), target: { transport: 'udp', address: '10.0.0.1', port: 5060 }, to: undefined, callId: res.callId };
+    return p;
+  },
+  async sendPrepared(p: PreparedResponse): Promise<void> {
+    handTo((p as BenchPrepared).callId, p.bytes);
   },
 };
 const local = { host: '127.0.0.1', port: 5060 };
