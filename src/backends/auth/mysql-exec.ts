@@ -10,11 +10,18 @@
  * - a connection that the server dropped while it sat in the pool (restart, KILL CONNECTION,
  *   wait_timeout, a NAT forgetting the flow) does not lose the request: the statement is read-only
  *   and idempotent, so it is sent once more on a fresh connection inside the same budget;
- * - values only ever travel as bound parameters of server-side prepared statements (`execute`),
- *   so a username is data, whatever characters it holds.
+ * - values only ever travel as bound parameters of server-side prepared statements, so a username
+ *   is data, whatever characters it holds. Each connection prepares a statement on its first use and
+ *   then executes it by id.
+ *
+ * The per-request cost matters (one statement per REGISTER): the driver's callback API is used, not
+ * its promise wrapper (which captures a stack trace per statement), prepared statements are kept per
+ * connection (no prepare step, statement text or cache key per request), and one timer watches all
+ * deadlines instead of one timer per statement.
  */
 import type { Logger } from 'pino';
-import type { FieldPacket, Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
+import type { Pool as CorePool, PoolConnection as CorePoolConnection, PrepareStatementInfo } from 'mysql2';
+import type { Pool } from 'mysql2/promise';
 import { createPool } from 'mysql2/promise';
 import type { ResolvedConnection } from './mysql-config.js';
 
@@ -34,6 +41,8 @@ export class StatementDeadlineError extends Error {
 
 /** MariaDB's ER_CONNECTION_KILLED: our connection was the victim of KILL CONNECTION. */
 const ER_CONNECTION_KILLED = 1927;
+/** The statement id is not (any more) prepared on this connection. */
+const ER_UNKNOWN_STMT_HANDLER = 1243;
 const DROPPED_CODES = new Set([
   'PROTOCOL_CONNECTION_LOST',
   'ECONNRESET',
@@ -81,6 +90,11 @@ export interface PoolSettings {
   /** Also the connect timeout and the server-side statement limit. */
   statementTimeoutMs: number;
   logger: Logger;
+  /**
+   * Rows as arrays of cells in select-list order instead of objects keyed by column name: what a
+   * {@link BoundedExecutor} needs (its statements run without per-statement options).
+   */
+  rowsAsArray?: boolean;
 }
 
 /**
@@ -108,6 +122,7 @@ export function createBoundedPool(s: PoolSettings): Pool {
     supportBigNumbers: true,
     // Columns of type BLOB/BINARY come back as Buffers; we turn them into strings ourselves.
     multipleStatements: false,
+    rowsAsArray: s.rowsAsArray ?? false,
   });
   const seconds = (s.statementTimeoutMs / 1000).toFixed(3);
   pool.pool.on('connection', (core) => {
@@ -128,74 +143,232 @@ export interface BoundedExecutor {
   execute(sql: string, values: readonly SqlValue[], budgetMs: number, signal?: AbortSignal): Promise<unknown[][]>;
 }
 
-export function createBoundedExecutor(pool: Pool, logger: Logger): BoundedExecutor {
-  let sent = 0;
+/**
+ * One execute() call, retry included. Lives in the deadline queue until it settles.
+ *
+ * The driver is used through its callback API: its promise wrapper captures a stack trace per
+ * statement (for error messages we never show) and adds two promises, which was a measurable share of
+ * the CPU a lookup costs. The callbacks are created once per call and reused by the retry.
+ */
+class Job {
+  settled = false;
+  retried = false;
+  conn: CorePoolConnection | undefined = undefined;
+  readonly onConnection: (err: unknown, c: CorePoolConnection) => void;
+  readonly onResult: (err: unknown, rows: unknown) => void;
+  readonly onPrepared: (err: unknown, stmt: PrepareStatementInfo) => void;
+  readonly onAbort: () => void;
 
-  function attempt(sql: string, values: readonly SqlValue[], deadline: number, budgetMs: number, signal?: AbortSignal): Promise<unknown[][]> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let conn: PoolConnection | undefined;
-      const finish = (fn: () => void): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        fn();
-      };
-      const giveUp = (reason: StatementDeadlineError): void =>
-        finish(() => {
-          // The connection may still be busy with our statement: never hand it to the next request.
-          conn?.destroy();
-          reject(reason);
-        });
-      const timer = setTimeout(() => giveUp(new StatementDeadlineError('timeout', budgetMs)), Math.max(0, deadline - performance.now()));
-      const onAbort = (): void => giveUp(new StatementDeadlineError('aborted', budgetMs));
-      if (signal?.aborted) {
-        onAbort();
-        return;
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
-
-      pool.getConnection().then(
-        (c) => {
-          if (settled) {
-            // We gave up while waiting for it; it is healthy, so it goes back to the pool.
-            c.release();
-            return;
-          }
-          conn = c;
-          sent += 1;
-          c.execute<RowDataPacket[][]>({ sql, values: values as SqlValue[], rowsAsArray: true }).then(
-            ([rows]: [RowDataPacket[][], FieldPacket[]]) =>
-              finish(() => {
-                c.release();
-                // rowsAsArray: each row is an array of cells in select-list order.
-                resolve(rows as unknown as unknown[][]);
-              }),
-            (err: unknown) =>
-              finish(() => {
-                if (shape(err).fatal === true) c.destroy();
-                else c.release();
-                reject(err);
-              }),
-          );
-        },
-        (err: unknown) => finish(() => reject(err)),
-      );
-    });
+  constructor(
+    readonly ex: Executor,
+    readonly sql: string,
+    readonly values: SqlValue[],
+    readonly deadline: number,
+    readonly budgetMs: number,
+    readonly signal: AbortSignal | undefined,
+    readonly resolve: (rows: unknown[][]) => void,
+    readonly reject: (err: unknown) => void,
+  ) {
+    this.onConnection = (err, c) => this.connected(err, c);
+    this.onResult = (err, rows) => this.answered(err, rows);
+    this.onPrepared = (err, stmt) => this.prepared(err, stmt);
+    this.onAbort = () => this.giveUp(new StatementDeadlineError('aborted', this.budgetMs));
   }
 
-  return {
-    sent: () => sent,
-    async execute(sql, values, budgetMs, signal) {
-      const deadline = performance.now() + budgetMs;
-      try {
-        return await attempt(sql, values, deadline, budgetMs, signal);
-      } catch (err) {
-        if (err instanceof StatementDeadlineError || !isDroppedConnection(err) || performance.now() >= deadline) throw err;
-        logger.debug({ err: describeMysqlError(err) }, 'mysql connection dropped, sending the statement once more');
-        return await attempt(sql, values, deadline, budgetMs, signal);
+  start(): void {
+    this.ex.pool.getConnection(this.onConnection);
+  }
+
+  connected(err: unknown, c: CorePoolConnection): void {
+    if (this.settled) {
+      // We gave up while waiting for it; it is healthy, so it goes back to the pool.
+      if (!err) c.release();
+      return;
+    }
+    if (err) {
+      this.failed(err);
+      return;
+    }
+    this.conn = c;
+    const stmt = this.ex.prepared.get(c)?.get(this.sql);
+    if (stmt !== undefined) {
+      this.send(stmt);
+      return;
+    }
+    try {
+      c.prepare(this.sql, this.onPrepared);
+    } catch (e) {
+      this.answered(e, undefined);
+    }
+  }
+
+  prepared(err: unknown, stmt: PrepareStatementInfo): void {
+    const c = this.conn;
+    if (this.settled || c === undefined) return;
+    if (err) {
+      this.answered(err, undefined);
+      return;
+    }
+    let statements = this.ex.prepared.get(c);
+    if (statements === undefined) this.ex.prepared.set(c, (statements = new Map()));
+    statements.set(this.sql, stmt);
+    this.send(stmt);
+  }
+
+  send(stmt: PrepareStatementInfo): void {
+    this.ex.sent += 1;
+    try {
+      stmt.execute(this.values, this.onResult);
+    } catch (e) {
+      this.answered(e, undefined);
+    }
+  }
+
+  answered(err: unknown, rows: unknown): void {
+    const c = this.conn;
+    if (this.settled || c === undefined) return;
+    this.conn = undefined;
+    if (err) {
+      if (shape(err).fatal === true) c.destroy();
+      else {
+        // The server forgot the statement (it is prepared again on the next use of this connection).
+        if (shape(err).errno === ER_UNKNOWN_STMT_HANDLER) this.ex.prepared.get(c)?.delete(this.sql);
+        c.release();
       }
+      this.failed(err);
+      return;
+    }
+    c.release();
+    this.finish();
+    this.resolve(rows as unknown[][]);
+  }
+
+  failed(err: unknown): void {
+    const again = isDroppedConnection(err) || shape(err).errno === ER_UNKNOWN_STMT_HANDLER;
+    if (!this.retried && !(err instanceof StatementDeadlineError) && again && performance.now() < this.deadline) {
+      this.retried = true;
+      this.ex.logger.debug({ err: describeMysqlError(err) }, 'mysql connection dropped, sending the statement once more');
+      this.start();
+      return;
+    }
+    this.finish();
+    this.reject(err);
+  }
+
+  giveUp(reason: StatementDeadlineError): void {
+    if (this.settled) return;
+    // The connection may still be busy with our statement: never hand it to the next request.
+    const c = this.conn;
+    this.conn = undefined;
+    c?.destroy();
+    this.finish();
+    this.reject(reason);
+  }
+
+  finish(): void {
+    this.settled = true;
+    this.signal?.removeEventListener('abort', this.onAbort);
+    this.ex.settled();
+  }
+}
+
+/**
+ * The executor's state. Deadlines are kept in a queue watched by a single timer instead of a timer
+ * per statement: with one budget for every statement, queue order is deadline order, and the timer
+ * only fires when the oldest statement still waiting has run out of time (or, in steady traffic, once
+ * per budget to drop the answered ones). A caller's other budget is handled too: the sweep looks at
+ * every waiting statement and re-arms for the earliest deadline.
+ */
+class Executor {
+  sent = 0;
+  /**
+   * Server-side prepared statements per connection, prepared on the connection's first use of the SQL
+   * and then executed by id: no statement text, cache key or prepare step per request. A connection
+   * that is replaced takes its statements with it.
+   */
+  readonly prepared = new WeakMap<CorePoolConnection, Map<string, PrepareStatementInfo>>();
+  /** Jobs in start order; answered ones are dropped from the head as they settle, or by the sweep. */
+  private queue: Array<Job | undefined> = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined = undefined;
+  private armedFor = Infinity;
+  private sweeping = false;
+  private readonly onTimer = (): void => this.sweep();
+
+  constructor(
+    readonly pool: CorePool,
+    readonly logger: Logger,
+  ) {}
+
+  add(job: Job): void {
+    this.queue.push(job);
+    if (job.deadline < this.armedFor) this.arm(job.deadline);
+  }
+
+  /** A job settled: drop answered jobs from the head so that the queue stays as short as what is in flight. */
+  settled(): void {
+    if (this.sweeping) return;
+    const q = this.queue;
+    while (this.head < q.length && q[this.head]!.settled) q[this.head++] = undefined;
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+      // Nothing in flight: no timer left behind to keep the process alive.
+      if (this.timer !== undefined) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        this.armedFor = Infinity;
+      }
+    } else if (this.head > 1024 && this.head * 2 > q.length) {
+      this.queue = q.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private arm(deadline: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.armedFor = deadline;
+    // Whole milliseconds: Node keeps a timer list per distinct duration.
+    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(deadline - performance.now())));
+  }
+
+  private sweep(): void {
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    // The queue stays as it is while we walk it; rejections run their handlers later (microtasks).
+    this.sweeping = true;
+    const q = this.queue;
+    for (let i = this.head; i < q.length; i += 1) {
+      const job = q[i];
+      if (job === undefined || job.settled) continue;
+      if (job.deadline <= now) job.giveUp(new StatementDeadlineError('timeout', job.budgetMs));
+      else if (job.deadline < next) next = job.deadline;
+    }
+    this.sweeping = false;
+    this.settled();
+    if (next !== Infinity) this.arm(next);
+  }
+}
+
+export function createBoundedExecutor(pool: Pool, logger: Logger): BoundedExecutor {
+  // The callback pool under the promise wrapper: same connections, same settings.
+  const ex = new Executor(pool.pool, logger);
+  return {
+    sent: () => ex.sent,
+    execute(sql, values, budgetMs, signal) {
+      return new Promise<unknown[][]>((resolve, reject) => {
+        const job = new Job(ex, sql, values as SqlValue[], performance.now() + budgetMs, budgetMs, signal, resolve, reject);
+        if (signal?.aborted) {
+          job.settled = true;
+          reject(new StatementDeadlineError('aborted', budgetMs));
+          return;
+        }
+        signal?.addEventListener('abort', job.onAbort, { once: true });
+        ex.add(job);
+        job.start();
+      });
     },
   };
 }

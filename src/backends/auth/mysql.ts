@@ -88,7 +88,7 @@ interface CacheEntry {
 }
 
 function sameDomain(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase();
+  return a === b || a.toLowerCase() === b.toLowerCase();
 }
 
 function cellToString(v: unknown): string | undefined {
@@ -165,7 +165,7 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
         ? `SELECT \`alias_username\`, \`alias_domain\`, \`username\`, \`domain\` FROM ${aliasTable} WHERE \`alias_username\` = ? AND \`alias_domain\` = ? ORDER BY \`id\``
         : `SELECT \`alias_username\`, \`alias_domain\`, \`username\`, \`domain\` FROM ${aliasTable} WHERE \`alias_username\` = ? ORDER BY \`id\``;
 
-  const pool: Pool = createBoundedPool({ connection, poolSize, statementTimeoutMs: timeoutMs, logger });
+  const pool: Pool = createBoundedPool({ connection, poolSize, statementTimeoutMs: timeoutMs, logger, rowsAsArray: true });
   const exec: BoundedExecutor = createBoundedExecutor(pool, logger);
   const cache = new Map<string, CacheEntry>();
   let cacheHits = 0;
@@ -198,20 +198,35 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
     }
   }
 
+  /**
+   * The row for exactly this user (the collation may have matched others). With use_domain off several
+   * domains may hold the name; the realm's own row is preferred, else the first.
+   */
+  function pickRow(rows: unknown[][], query: CredentialQuery): unknown[] | undefined {
+    let first: unknown[] | undefined;
+    for (const r of rows) {
+      if (cellToString(r[0]) !== query.username) continue;
+      if (sameDomain(cellToString(r[1]) ?? '', query.domain)) return r;
+      first ??= r;
+    }
+    return useDomain ? undefined : first;
+  }
+
+  const firstExtra = 2 + secretCols.length;
   function rowToCredentials(row: unknown[]): Credentials | null {
     const attributes: Attributes = {};
-    extra.forEach((e, i) => {
-      const v = cellToAttribute(row[2 + secretCols.length + i]);
-      if (v !== undefined) attributes[e.attribute] = v;
-    });
+    for (let i = 0; i < extra.length; i += 1) {
+      const v = cellToAttribute(row[firstExtra + i]);
+      if (v !== undefined) attributes[extra[i]!.attribute] = v;
+    }
     if (calculateHa1) {
       const password = secret(row[2], false);
       return password === undefined ? null : { password, attributes };
     }
     const ha1 = secret(row[2], true);
     const ha1b = secret(row[3], true);
-    if (ha1 === undefined && ha1b === undefined) return null;
-    return { ...(ha1 !== undefined ? { ha1 } : {}), ...(ha1b !== undefined ? { ha1b } : {}), attributes };
+    if (ha1 === undefined) return ha1b === undefined ? null : { ha1b, attributes };
+    return ha1b === undefined ? { ha1, attributes } : { ha1, ha1b, attributes };
   }
 
   const backend: MysqlBackend = {
@@ -222,7 +237,7 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
     },
 
     async lookup(query: CredentialQuery, options: LookupOptions): Promise<Credentials | null> {
-      const key = `${query.username}\u0000${query.domain.toLowerCase()}`;
+      const key = cacheTtlMs > 0 ? `${query.username}\u0000${query.domain.toLowerCase()}` : '';
       if (cacheTtlMs > 0) {
         const hit = cache.get(key);
         if (hit !== undefined) {
@@ -234,9 +249,7 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
         }
       }
       const rows = await run('subscriber lookup', lookupSql, useDomain ? [query.username, query.domain] : [query.username], options);
-      const matching = rows.filter((r) => cellToString(r[0]) === query.username);
-      // With use_domain off several domains may hold the name; prefer the realm's own row.
-      const row = matching.find((r) => sameDomain(cellToString(r[1]) ?? '', query.domain)) ?? (useDomain ? undefined : matching[0]);
+      const row = pickRow(rows, query);
       if (row === undefined) return null;
       const credentials = rowToCredentials(row);
       if (credentials === null) {
