@@ -10,6 +10,7 @@
  * Every expected result, including a backend that is down, is a value ({@link AuthResult}) with a
  * ready-made reply; `authenticate` never throws for anything a request or a backend can do.
  */
+import { Deadlines } from './deadlines.js';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
@@ -83,6 +84,7 @@ export class DigestAuthenticator {
   readonly #counts: NonceCountTracker;
   readonly #strictUri: boolean;
   readonly #timeoutMs: number;
+  readonly #deadlines: Deadlines;
   readonly #retryAfter: number;
   readonly #unavailableStatus: 500 | 503;
   readonly #log: Logger;
@@ -107,6 +109,7 @@ export class DigestAuthenticator {
     }
     this.#timeoutMs = options.lookupTimeoutMs ?? 2_000;
     if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0) throw new AuthConfigError('lookupTimeoutMs', 'must be a positive number of milliseconds');
+    this.#deadlines = new Deadlines(this.#timeoutMs);
     this.#retryAfter = options.retryAfterSeconds ?? 5;
     if (!Number.isInteger(this.#retryAfter) || this.#retryAfter < 0) throw new AuthConfigError('retryAfterSeconds', 'must be a non-negative integer');
     this.#unavailableStatus = options.unavailableStatus ?? 503;
@@ -429,22 +432,28 @@ export class DigestAuthenticator {
     return match ? true : 'wrong';
   }
 
-  async #withBudget<T>(backend: AuthBackend, what: string, call: (options: LookupOptions) => Promise<T>): Promise<T> {
+  #withBudget<T>(backend: AuthBackend, what: string, call: (options: LookupOptions) => Promise<T>): Promise<T> {
     const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    return new Promise<T>((resolve, reject) => {
+      const deadline = this.#deadlines.add(() => {
         const err = new BackendUnavailableError(backend.name, `${what} timed out after ${this.#timeoutMs} ms`);
         controller.abort(err);
         reject(err);
-      }, this.#timeoutMs);
+      });
+      const settle = <V>(fn: (v: V) => void) => (v: V): void => {
+        this.#deadlines.remove(deadline);
+        fn(v);
+      };
+      let pending: Promise<T>;
+      try {
+        pending = call({ signal: controller.signal });
+      } catch (err) {
+        // A synchronous throw from a backend is a rejection like any other.
+        settle(reject)(err);
+        return;
+      }
+      pending.then(settle(resolve), settle(reject));
     });
-    try {
-      // Promise.resolve().then() turns a synchronous throw from a backend into a rejection.
-      return await Promise.race([Promise.resolve().then(() => call({ signal: controller.signal })), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   #unavailable(err: unknown, backend: AuthBackend, extra: Omit<FailureFields, 'detail'>): AuthFailure {
