@@ -1,7 +1,12 @@
 /**
- * `npm run fuzz -- --count N [--seed S] [--log memory|file] [--drain]`: feeds N mutated SIP messages
- * through sipledger's whole request path in process and prints messages, crashes, hangs and heap
- * growth. Exits 1 when any invariant failed.
+ * `npm run fuzz -- --count N [--seed S] [--log memory|file] [--no-drain] [--max-live N]`: feeds N
+ * mutated SIP messages through sipledger's whole request path in process and prints messages,
+ * crashes, hangs and heap growth. Exits 1 when any invariant failed.
+ *
+ * The heap growth compares two moments with no transaction alive (after warm-up and at the end, each
+ * once the transactions lingering for timer J have ended: about 32 s each); `--no-drain` skips both
+ * waits and reports the live transaction counts beside the figures instead. `--max-live` is the
+ * number of server (and of client) transactions alive at which feeding pauses (default 100000).
  */
 import { parseArgs } from 'node:util';
 import { runFuzz } from '../test/stress/fuzz-engine.js';
@@ -11,7 +16,9 @@ const { values } = parseArgs({
     count: { type: 'string', default: '100000' },
     seed: { type: 'string' },
     log: { type: 'string', default: 'file' },
-    drain: { type: 'boolean', default: false },
+    drain: { type: 'boolean', default: true },
+    'no-drain': { type: 'boolean', default: false },
+    'max-live': { type: 'string' },
     'hang-after': { type: 'string', default: '40000' },
     json: { type: 'boolean', default: false },
   },
@@ -30,12 +37,13 @@ const report = await runFuzz({
   count,
   ...(values.seed !== undefined ? { seed: Number(values.seed) } : {}),
   log: values.log,
-  drain: values.drain,
+  drain: values.drain && !values['no-drain'],
+  ...(values['max-live'] !== undefined ? { maxLiveTransactions: Number(values['max-live']) } : {}),
   hangAfterMs: Number(values['hang-after']),
   progressEvery: Math.max(10_000, Math.floor(count / 50)),
   onProgress: (p) => {
     console.error(
-      `${p.messages} messages, ${Math.round(p.elapsedMs / 1000)} s, crashes ${p.crashes}, hangs ${p.hangs}, heap ${mb(p.heapUsedBytes)}, live server transactions ${p.serverTransactions}`,
+      `${p.messages} messages, ${Math.round(p.elapsedMs / 1000)} s, crashes ${p.crashes}, hangs ${p.hangs}, heap ${mb(p.heapUsedBytes)}, live transactions ${p.serverTransactions} server, ${p.clientTransactions} client`,
     );
     for (const f of p.newFindings) console.error(`  finding: ${f}`);
   },
@@ -44,13 +52,17 @@ if (values.json) console.log(JSON.stringify(report, null, 2));
 else {
   console.log(`seed:                 ${report.seed}`);
   console.log(`messages:             ${report.messages} (${report.parsedInputs} parsed, ${report.messagesPerSecond}/s over ${Math.round(report.durationMs / 1000)} s)`);
+  console.log(`cpu:                  ${Math.round(report.cpuMs / 1000)} s while feeding, ${report.messagesPerCpuSecond} messages per CPU second`);
   console.log(`crashes:              ${report.crashes}`);
   console.log(`hangs:                ${report.hangs}`);
   console.log(`responses:            ${report.responses} (malformed ${report.malformedResponses}; malformed stateless error answers ${report.malformedErrorAnswers})`);
   console.log(`relayed requests:     ${report.relayedRequests} (malformed ${report.malformedRelays})`);
   console.log(`registrations:        ${report.registrations}`);
-  console.log(`heap growth:          ${mb(report.heapGrowthBytes)} (baseline ${mb(report.heapBaselineBytes)}, end ${mb(report.heapEndBytes)}, peak ${mb(report.heapPeakBytes)})`);
-  console.log(`live transactions:    ${report.liveServerTransactions} server, ${report.liveClientTransactions} client`);
+  console.log(
+    `heap growth:          ${mb(report.heapGrowthBytes)} (baseline ${mb(report.heapBaselineBytes)} with ${report.liveTransactionsAtBaseline} transactions alive, end ${mb(report.heapEndBytes)} with ${report.liveServerTransactions + report.liveClientTransactions}, peak ${mb(report.heapPeakBytes)})`,
+  );
+  console.log(`heap at last message: ${mb(report.heapFeedEndBytes)} with ${report.liveTransactionsAtFeedEnd} transactions alive`);
+  console.log(`live transactions:    ${report.liveServerTransactions} server, ${report.liveClientTransactions} client (at the end)`);
   console.log(`statuses:             ${Object.entries(report.statuses).sort().map(([k, v]) => `${k}:${v}`).join(' ')}`);
   for (const d of [...report.crashDetails, ...report.hangDetails, ...report.badDetails, ...report.errorAnswerDetails.slice(0, 5)]) console.log(`---\n${d}`);
 }

@@ -14,6 +14,19 @@
  *  - nothing hangs: a server transaction that still awaits its final response `hangAfterMs` after
  *    its request arrived is a hang;
  *  - memory stays bounded: the heap after a forced GC at the end, against the heap after warm-up.
+ *    Finished UDP non-INVITE server transactions linger 32 s (RFC 3261 Timer J), so at thousands
+ *    of messages a second a hundred thousand of them are alive: with `drain`, both figures are taken
+ *    with no transaction alive (the warm-up's transactions and the run's are waited out first), so
+ *    the growth is what the run left behind; without it, the live transaction counts at both points
+ *    are reported beside the figures.
+ *
+ * Speed: the feed is bounded by the live transaction cap (rate <= cap / 32 s) and by CPU, most of
+ * which is sipledger's own request path. The harness does one parse per datagram sipledger sends
+ * (its checks, taken at the UDP socket, so what is judged is exactly what goes on the wire), and the
+ * sink reuses that parse instead of parsing the relayed request again.
+ *
+ * Reproducibility: the fed messages depend only on the seed (nonces aside). The sink's answers and
+ * the ACKs to failed INVITEs draw from their own generators, since when they run depends on timing.
  *
  * The fuzzer keeps every packet on loopback: DNS answers come from a stand-in that knows only
  * loopback names, and requests relayed to any other address are delivered to a local sink instead.
@@ -31,7 +44,7 @@ import { runInNewContext } from 'node:vm';
 import pino from 'pino';
 import { startSipledger, type Sipledger } from '../../src/app.js';
 import { configFromObject } from '../../src/config/config.js';
-import { createResponse, parseMessage, serialize, type AnyMessage, type SipResponse } from '../../src/core/sip/index.js';
+import { createResponse, parseMessage, serialize, type AnyMessage } from '../../src/core/sip/index.js';
 import type { ServerTransaction } from '../../src/core/transaction/index.js';
 import { digestResponse } from '../support/digest.js';
 
@@ -48,11 +61,18 @@ export interface FuzzOptions {
   readonly hangAfterMs?: number;
   /** Messages fed before the heap baseline is taken. */
   readonly warmup?: number;
-  /** At the end, also wait until every transaction has ended (up to 40 s). */
+  /**
+   * Take both heap figures with no transaction alive: after warm-up, feeding waits until the
+   * warm-up's transactions have ended (~32 s); at the end, until every transaction has ended (up to
+   * 40 s).
+   */
   readonly drain?: boolean;
   /**
-   * Feeding pauses while more transactions than this are alive (UDP server transactions linger 32 s
-   * after their final response, RFC 3261 Timer J); below the layer's own cap of 20,000.
+   * Feeding pauses while more server transactions, or more client transactions, than this are
+   * alive (UDP non-INVITE transactions linger 32 s after their final response, RFC 3261 Timer J/K
+   * and timer D for INVITE client transactions), so the steady rate is at most about this / 32 s per
+   * table. Default 100,000: below the transaction layer's own cap of 150,000 per table, so feeding
+   * pauses before sipledger would answer 503.
    */
   readonly maxLiveTransactions?: number;
   /** Called about every `progressEvery` messages. */
@@ -67,6 +87,7 @@ export interface FuzzProgress {
   readonly hangs: number;
   readonly heapUsedBytes: number;
   readonly serverTransactions: number;
+  readonly clientTransactions: number;
   /** Crash and hang descriptions found since the previous progress report. */
   readonly newFindings: string[];
 }
@@ -91,14 +112,26 @@ export interface FuzzReport {
   readonly statuses: Record<string, number>;
   readonly parsedInputs: number;
   readonly registrations: number;
+  /** Heap after a forced GC once the warm-up was fed (and, with `drain`, its transactions ended). */
   readonly heapBaselineBytes: number;
+  /** Server + client transactions alive when the baseline was taken. */
+  readonly liveTransactionsAtBaseline: number;
+  /** Heap after a forced GC right after the last message was fed, with the transactions still alive. */
+  readonly heapFeedEndBytes: number;
+  readonly liveTransactionsAtFeedEnd: number;
+  /** Heap after a forced GC at the end (with `drain`, once every transaction ended). */
   readonly heapEndBytes: number;
   readonly heapGrowthBytes: number;
   readonly heapPeakBytes: number;
+  /** Transactions alive when heapEndBytes was taken. */
   readonly liveServerTransactions: number;
   readonly liveClientTransactions: number;
   readonly durationMs: number;
   readonly messagesPerSecond: number;
+  /** CPU time (user + system) of the whole process while feeding, without the baseline wait. */
+  readonly cpuMs: number;
+  /** Messages per CPU second: the rate on one otherwise idle core, when the cap does not bind. */
+  readonly messagesPerCpuSecond: number;
 }
 
 // ---- PRNG -------------------------------------------------------------------------------------
@@ -309,25 +342,35 @@ export function fixtureSeeds(): Buffer[] {
 
 // ---- checks -----------------------------------------------------------------------------------
 
-/** Why a response is not well-formed, or undefined. */
-export function responseProblem(bytes: Buffer): string | undefined {
-  const r = parseMessage(bytes, { maxMessageBytes: 1 << 20, maxHeaders: 10_000, maxLineLength: 1 << 20 });
-  if (!r.ok) return `does not parse: ${r.reason}`;
-  const m = r.message;
+/** Parser limits for judging what sipledger sends: far above its own, so only form is judged. */
+const CHECK_LIMITS = { maxMessageBytes: 1 << 20, maxHeaders: 10_000, maxLineLength: 1 << 20 };
+
+/** Why a parsed message is not a well-formed response, or undefined. */
+function messageResponseProblem(m: AnyMessage): string | undefined {
   if (m.isRequest) return 'a request where a response was expected';
   if (m.status < 100 || m.status > 699) return `status ${m.status}`;
   for (const h of ['via', 'from', 'to', 'call-id', 'cseq']) if (!m.has(h)) return `no ${h}`;
   return undefined;
 }
 
+/** Why a parsed relayed message is not a well-formed request, or undefined (responses pass). */
+function requestProblem(m: AnyMessage): string | undefined {
+  if (!m.isRequest) return undefined;
+  for (const h of ['via', 'from', 'to', 'call-id', 'cseq', 'max-forwards']) if (!m.has(h)) return `relayed ${m.method} without ${h}`;
+  return undefined;
+}
+
+/** Why a response is not well-formed, or undefined. */
+export function responseProblem(bytes: Buffer): string | undefined {
+  const r = parseMessage(bytes, CHECK_LIMITS);
+  return r.ok ? messageResponseProblem(r.message) : `does not parse: ${r.reason}`;
+}
+
 /** Why a relayed request is not well-formed, or undefined. */
 export function relayProblem(bytes: Buffer): string | undefined {
   if (bytes.length <= 4 && bytes.every((x) => x === 0x0d || x === 0x0a)) return undefined;
-  const r = parseMessage(bytes, { maxMessageBytes: 1 << 20, maxHeaders: 10_000, maxLineLength: 1 << 20 });
-  if (!r.ok) return `does not parse: ${r.reason}`;
-  if (!r.message.isRequest) return undefined;
-  for (const h of ['via', 'from', 'to', 'call-id', 'cseq', 'max-forwards']) if (!r.message.has(h)) return `relayed ${r.message.method} without ${h}`;
-  return undefined;
+  const r = parseMessage(bytes, CHECK_LIMITS);
+  return r.ok ? requestProblem(r.message) : `does not parse: ${r.reason}`;
 }
 
 // ---- the run ----------------------------------------------------------------------------------
@@ -442,56 +485,82 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     if (badDetails.length < 20) badDetails.push(what.slice(0, 1000));
   };
   const rinfo = { address: '127.0.0.1', family: 'IPv4' as const, port: sinkPort, size: 0 };
+  // The fed stream draws from `rng` only, in feeding order; what runs when datagrams come back (the
+  // sink's answers, ACKs to failed INVITEs) draws from generators of its own.
+  const sinkRng = new Rng(seed ^ 0x5a5a5a5a);
+  const ackRng = new Rng(seed ^ 0x3c3c3c3c);
   // Responses sent while an unparseable input is being injected are the transport's stateless
   // error answers (400/505/513 built from what could be read of the request).
   let injecting = false;
   let malformedBefore = 0;
-  const inject = (buf: Buffer): void => {
+  const inject = (buf: Buffer, from: Rng): void => {
     injecting = true;
     malformedBefore = app.transports.stats.malformed;
     try {
       // Sources spread over 127.0.0.0/8, as from many peers: the flood limit and bans apply per
       // source and would otherwise turn one busy fuzzer into a banned address answered 403.
-      udp.emit('message', buf, { ...rinfo, address: `127.${rng.int(4)}.${rng.int(256)}.${1 + rng.int(254)}`, size: buf.length });
+      udp.emit('message', buf, { ...rinfo, address: `127.${from.int(4)}.${from.int(256)}.${1 + from.int(254)}`, size: buf.length });
     } finally {
       injecting = false;
     }
   };
 
-  // Every response sipledger sends is checked; final failures to INVITE are acknowledged, as a phone
-  // would, so INVITE server transactions complete instead of retransmitting for 32 s.
-  const tm = app.transports;
-  const origSendResponse = tm.sendResponse.bind(tm);
-  tm.sendResponse = (res: SipResponse, to?: Parameters<typeof origSendResponse>[1]) => {
-    const stateless = injecting && tm.stats.malformed > malformedBefore;
-    if (res.status >= 300 && safe(() => res.cseq().method) === 'INVITE') {
-      const ack = ackFor(res);
-      if (ack) setImmediate(() => inject(ack));
-    }
-    const bytes = serialize(res);
-    // Only what actually goes on the wire is judged (a response without a usable Via is refused).
-    return origSendResponse(res, to).then(() => {
-      responses++;
-      statuses[String(res.status)] = (statuses[String(res.status)] ?? 0) + 1;
-      const problem = responseProblem(bytes);
-      if (!problem) return;
-      if (stateless) {
-        malformedErrorAnswers++;
-        if (errorAnswerDetails.length < 20) errorAnswerDetails.push(`${res.status} answer to an unparseable request ${problem}:\n${bytes.toString('latin1').slice(0, 600)}`);
-      } else {
-        malformedResponses++;
-        bad(`response ${problem}:\n${bytes.toString('latin1').slice(0, 600)}`);
+  // Every datagram sipledger sends is judged where it leaves, on its UDP socket, so what is judged is
+  // exactly what goes on the wire (a response without a usable Via is never sent): a response must
+  // parse as a well-formed response, a request it relays as a well-formed request. Final failures
+  // to INVITE are acknowledged, as a phone would, so INVITE server transactions complete instead of
+  // retransmitting for 32 s. Datagrams for the sink keep their parse, which the sink reuses.
+  const toSink: Array<{ bytes: Buffer; msg: AnyMessage | undefined }> = [];
+  let toSinkHead = 0;
+  const checkSent = (bytes: Buffer, port: number, address: string): void => {
+    const r = parseMessage(bytes, CHECK_LIMITS);
+    const msg = r.ok ? r.message : undefined;
+    if (port === sinkPort && address === '127.0.0.1') {
+      if (toSink.length - toSinkHead >= 10_000) toSinkHead++;
+      toSink.push({ bytes, msg });
+      if (toSinkHead > 10_000) {
+        toSink.splice(0, toSinkHead);
+        toSinkHead = 0;
       }
-    });
+    }
+    const isResponse = msg ? !msg.isRequest : bytes.subarray(0, 8).toString('latin1') === 'SIP/2.0 ';
+    if (!isResponse) {
+      relayedRequests++;
+      const problem = r.ok ? requestProblem(r.message) : bytes.length <= 4 && bytes.every((x) => x === 0x0d || x === 0x0a) ? undefined : `does not parse: ${r.reason}`;
+      if (problem) {
+        malformedRelays++;
+        bad(`relay ${problem}:\n${bytes.toString('latin1').slice(0, 600)}`);
+      }
+      return;
+    }
+    responses++;
+    const status = msg && !msg.isRequest ? String(msg.status) : (/^SIP\/2\.0 (\d{3})/.exec(bytes.toString('latin1', 0, 16))?.[1] ?? 'unreadable');
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    const problem = r.ok ? messageResponseProblem(r.message) : `does not parse: ${r.reason}`;
+    if (msg && !msg.isRequest && msg.status >= 300 && safe(() => msg.cseq().method) === 'INVITE') {
+      const ack = ackFor(msg);
+      if (ack) setImmediate(() => inject(ack, ackRng));
+    }
+    if (!problem) return;
+    if (injecting && tm.stats.malformed > malformedBefore) {
+      malformedErrorAnswers++;
+      if (errorAnswerDetails.length < 20) errorAnswerDetails.push(`${status} answer to an unparseable request ${problem}:\n${bytes.toString('latin1').slice(0, 600)}`);
+    } else {
+      malformedResponses++;
+      bad(`response ${problem}:\n${bytes.toString('latin1').slice(0, 600)}`);
+    }
   };
+  const tm = app.transports;
+  const udpSend = udp.send.bind(udp) as (...args: unknown[]) => void;
+  (udp as unknown as { send: (...args: unknown[]) => void }).send = (...args: unknown[]): void => {
+    const [bytes, port, address] = args;
+    if (Buffer.isBuffer(bytes) && typeof port === 'number' && typeof address === 'string') checkSent(bytes, port, address);
+    else bad(`UDP send in an unexpected form: ${typeof bytes} ${typeof port} ${typeof address}`);
+    udpSend(...args);
+  };
+  // Requests relayed to any address but loopback go to the sink instead.
   const origSend = tm.send.bind(tm);
   tm.send = (bytes: Buffer, dest: Parameters<typeof origSend>[1]) => {
-    relayedRequests++;
-    const problem = relayProblem(bytes);
-    if (problem) {
-      malformedRelays++;
-      bad(`relay ${problem}:\n${bytes.toString('latin1').slice(0, 600)}`);
-    }
     const local = dest.address.startsWith('127.') || dest.address === '::1';
     return origSend(bytes, local && dest.transport === 'udp' ? dest : { ...dest, address: '127.0.0.1', port: sinkPort, transport: 'udp' });
   };
@@ -499,11 +568,24 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   // The sink plays every downstream phone: it answers relayed requests, now and then with a mutated
   // response, and acknowledges nothing (the proxy's client transactions do that).
   const fixtures = fixtureSeeds();
-  sink.on('message', (buf) => {
+  const sinkParse = (buf: Buffer): AnyMessage | undefined => {
+    // Datagrams on loopback arrive in the order they were sent, or not at all.
+    while (toSinkHead < toSink.length) {
+      const e = toSink[toSinkHead++]!;
+      if (e.bytes.length === buf.length && e.bytes.equals(buf)) return e.msg;
+    }
     const r = parseMessage(buf);
-    if (!r.ok || !r.message.isRequest || r.message.method === 'ACK') return;
-    const req = r.message;
-    const status = rng.pick([180, 200, 200, 404, 486, 503, 603]);
+    return r.ok ? r.message : undefined;
+  };
+  sink.on('message', (buf) => {
+    const m = sinkParse(buf);
+    if (toSinkHead > 10_000) {
+      toSink.splice(0, toSinkHead);
+      toSinkHead = 0;
+    }
+    if (!m || !m.isRequest || m.method === 'ACK') return;
+    const req = m;
+    const status = sinkRng.pick([180, 200, 200, 404, 486, 503, 603]);
     let out: Buffer;
     try {
       const res = createResponse(req, status, status === 200 && req.method === 'INVITE' ? { headers: [['Contact', `<sip:callee@127.0.0.1:${sinkPort}>`]] } : {});
@@ -511,8 +593,8 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     } catch {
       return;
     }
-    const mutated = rng.chance(0.2);
-    if (mutated) out = mutate(out, rng, fixtures, 1);
+    const mutated = sinkRng.chance(0.2);
+    if (mutated) out = mutate(out, sinkRng, fixtures, 1);
     sink.send(out, sipPort, '127.0.0.1');
     // After a provisional or a mutated answer, a proper final one, so every branch ends promptly;
     // sent twice, as a UAS retransmits it (Timer G), so one lost datagram does not leave it ringing.
@@ -527,9 +609,13 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     }
   });
 
-  // Hang watch: each new request's server transaction, checked once `hangAfterMs` has passed.
-  const watch: Array<{ tx: ServerTransaction; at: number; what: string }> = [];
+  // Hang watch: each new request's server transaction, checked once `hangAfterMs` has passed. Entries
+  // are in arrival order; one still waiting at the head holds the queue, so answered entries behind
+  // it are dropped whenever the queue has doubled (they would otherwise keep finished transactions
+  // and their messages alive for up to 310 s).
+  const watch: Array<{ tx: ServerTransaction; at: number; req: AnyMessage }> = [];
   let watchHead = 0;
+  let watchCompactAt = 20_000;
   let hangs = 0;
   const hangDetails: string[] = [];
   const origReceive = app.transactions.receive.bind(app.transactions);
@@ -538,15 +624,16 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     origReceive(msg);
     if (msg.isRequest && msg.method !== 'ACK') {
       const tx = app.transactions.findServer(msg);
-      if (tx) watch.push({ tx, at: Date.now(), what: `${msg.method} ${msg.uri} Call-ID ${safe(() => msg.callId)}` });
+      if (tx) watch.push({ tx, at: Date.now(), req: msg });
     }
   };
+  const stillWaiting = (tx: ServerTransaction): boolean => (tx as unknown as { awaitingFinal(): boolean }).awaitingFinal() && tx.state !== 'Terminated';
+  const describe = (m: AnyMessage): string => (m.isRequest ? `${m.method} ${m.uri} Call-ID ${safe(() => m.callId)}` : '');
   const checkWatch = (all: boolean): void => {
     const now = Date.now();
     while (watchHead < watch.length) {
       const w = watch[watchHead]!;
-      const stillWaiting = (w.tx as unknown as { awaitingFinal(): boolean }).awaitingFinal() && w.tx.state !== 'Terminated';
-      if (!stillWaiting) {
+      if (!stillWaiting(w.tx)) {
         watchHead++;
         continue;
       }
@@ -557,7 +644,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       if (!all && now - w.at < limit) break;
       if (now - w.at >= limit) {
         hangs++;
-        if (hangDetails.length < 20) hangDetails.push(`${w.what} still ${w.tx.state} after ${now - w.at} ms`);
+        if (hangDetails.length < 20) hangDetails.push(`${describe(w.req)} still ${w.tx.state} after ${now - w.at} ms`);
         watchHead++;
         continue;
       }
@@ -566,6 +653,13 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     if (watchHead > 10_000) {
       watch.splice(0, watchHead);
       watchHead = 0;
+    }
+    if (watch.length - watchHead > watchCompactAt) {
+      let n = 0;
+      for (let i = watchHead; i < watch.length; i++) if (stillWaiting(watch[i]!.tx)) watch[n++] = watch[i]!;
+      watch.length = n;
+      watchHead = 0;
+      watchCompactAt = Math.max(20_000, 2 * n);
     }
   };
 
@@ -627,15 +721,22 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   };
 
   // A few unmutated generated requests first, so that most users have bindings to relay calls to.
-  for (let i = 0; i < 12; i++) inject(generated());
+  for (let i = 0; i < 12; i++) inject(generated(), rng);
   await sleep(50);
 
   const started = Date.now();
+  const cpuStarted = process.cpuUsage();
+  // Time spent waiting for the warm-up's transactions to end, which is not feeding time.
+  let baselineWaitMs = 0;
+  let baselineWaitCpuUs = 0;
   let heapBaseline = 0;
+  let liveAtBaseline = 0;
   let heapPeak = 0;
   const recent: Buffer[] = [];
   const progressEvery = opts.progressEvery ?? 100_000;
-  const maxLive = opts.maxLiveTransactions ?? 15_000;
+  const maxLive = opts.maxLiveTransactions ?? 100_000;
+  const stats = app.transactions.stats;
+  const live = (): number => stats.serverTransactions + stats.clientTransactions;
   let sent = 0;
   let reportedCrashes = 0;
   let reportedHangs = 0;
@@ -651,36 +752,55 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
         else msg = mutate(rng.pick(fixtures), rng, fixtures);
         if (roll < 25 && recent.length < 64) recent.push(msg);
         else if (roll < 25) recent[rng.int(recent.length)] = msg;
-        inject(msg);
+        inject(msg, rng);
       }
       sent += batch;
       await new Promise<void>((r) => setImmediate(r));
       checkWatch(false);
-      while (app.transactions.stats.serverTransactions + app.transactions.stats.clientTransactions > maxLive) {
+      while (stats.serverTransactions > maxLive || stats.clientTransactions > maxLive) {
         await sleep(5);
         checkWatch(false);
       }
       if (heapBaseline === 0 && sent >= warmup) {
+        const waitFrom = Date.now();
+        const waitCpuFrom = process.cpuUsage();
         await sleep(20);
+        if (opts.drain) {
+          const end = Date.now() + 40_000;
+          while (Date.now() < end && live() > 0) {
+            await sleep(200);
+            checkWatch(false);
+          }
+        }
+        baselineWaitMs = Date.now() - waitFrom;
+        const waitCpu = process.cpuUsage(waitCpuFrom);
+        baselineWaitCpuUs = waitCpu.user + waitCpu.system;
         gc();
         heapBaseline = process.memoryUsage().heapUsed;
+        liveAtBaseline = live();
       }
       if (sent % 2_000 < batch) heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed);
       if (opts.onProgress && sent % progressEvery < batch) {
         opts.onProgress({
           messages: sent,
-          elapsedMs: Date.now() - started,
+          elapsedMs: Date.now() - started - baselineWaitMs,
           crashes,
           hangs,
           heapUsedBytes: process.memoryUsage().heapUsed,
-          serverTransactions: app.transactions.stats.serverTransactions,
+          serverTransactions: stats.serverTransactions,
+          clientTransactions: stats.clientTransactions,
           newFindings: [...crashDetails.slice(reportedCrashes), ...hangDetails.slice(reportedHangs)],
         });
         reportedCrashes = crashDetails.length;
         reportedHangs = hangDetails.length;
       }
     }
-    const durationMs = Date.now() - started;
+    const durationMs = Date.now() - started - baselineWaitMs;
+    const cpu = process.cpuUsage(cpuStarted);
+    const cpuMs = (cpu.user + cpu.system - baselineWaitCpuUs) / 1000;
+    gc();
+    const heapFeedEnd = process.memoryUsage().heapUsed;
+    const liveAtFeedEnd = live();
     // Let the last requests be answered, then look for any that never were.
     const deadline = Date.now() + hangAfterMs + 1_000;
     while (Date.now() < deadline) {
@@ -691,12 +811,21 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     checkWatch(true);
     if (opts.drain) {
       const end = Date.now() + 40_000;
-      while (Date.now() < end && app.transactions.stats.serverTransactions + app.transactions.stats.clientTransactions > 0) await sleep(200);
+      while (Date.now() < end && live() > 0) await sleep(200);
     }
+    // The harness's own queues hold messages and transactions: emptied so the end figure is sipledger's.
+    watch.length = 0;
+    watchHead = 0;
+    toSink.length = 0;
+    toSinkHead = 0;
+    recent.length = 0;
     await sleep(50);
     gc();
     const heapEnd = process.memoryUsage().heapUsed;
-    if (heapBaseline === 0) heapBaseline = heapEnd;
+    if (heapBaseline === 0) {
+      heapBaseline = heapEnd;
+      liveAtBaseline = live();
+    }
     return {
       seed,
       messages: sent,
@@ -715,12 +844,17 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       parsedInputs,
       registrations: app.router.stats.registrations,
       heapBaselineBytes: heapBaseline,
+      liveTransactionsAtBaseline: liveAtBaseline,
+      heapFeedEndBytes: heapFeedEnd,
+      liveTransactionsAtFeedEnd: liveAtFeedEnd,
       heapEndBytes: heapEnd,
       heapGrowthBytes: heapEnd - heapBaseline,
-      heapPeakBytes: Math.max(heapPeak, heapEnd),
+      heapPeakBytes: Math.max(heapPeak, heapFeedEnd, heapEnd),
       liveServerTransactions: app.transactions.stats.serverTransactions,
       liveClientTransactions: app.transactions.stats.clientTransactions,
       durationMs,
+      cpuMs: Math.round(cpuMs),
+      messagesPerCpuSecond: Math.round((sent / Math.max(1, cpuMs)) * 1000),
       messagesPerSecond: Math.round((sent / Math.max(1, durationMs)) * 1000),
     };
   } finally {
@@ -750,7 +884,7 @@ function followUp(prev: Buffer, rng: Rng): Buffer {
 }
 
 /** The ACK a phone sends for a failure response to its INVITE (RFC 3261 s17.1.1.3). */
-function ackFor(res: SipResponse): Buffer | undefined {
+function ackFor(res: AnyMessage): Buffer | undefined {
   try {
     const via = res.headers.find((h) => h.key === 'via')?.value.split(',')[0];
     const from = res.get('from');
