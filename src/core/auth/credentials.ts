@@ -50,38 +50,48 @@ const MAX_VALUE_LENGTH = 8192;
 const MAX_PARAMS = 32;
 
 // RFC 3261 s25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-const TOKEN_CHAR = /[A-Za-z0-9\-.!%*_+`'~]/;
+const TOKEN = new Uint8Array(128);
+for (const c of "-.!%*_+`'~") TOKEN[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TOKEN[c] = 1;
+const isToken = (c: number): boolean => c < 128 && TOKEN[c] === 1;
 // Whitespace including folded lines (RFC 3261 s7.3.1: LWS = [*WSP CRLF] 1*WSP).
-const WS = /[ \t\r\n]/;
+const isWs = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const CR = 0x0d;
+const LF = 0x0a;
 
 /**
  * Parses `scheme param=value, param="value", ...` into the scheme and a map of lower-cased
- * parameter names to unquoted values.
+ * parameter names to unquoted values. Scans character codes, and slices a quoted value in one
+ * piece unless it holds a quoted-pair: this runs on every authenticated request.
  */
 export function parseAuthParams(value: string): ParamsResult {
   if (value.length > MAX_VALUE_LENGTH) return { ok: false, reason: 'credentials too long' };
   let i = 0;
   const n = value.length;
   const skipWs = (): void => {
-    while (i < n && WS.test(value[i]!)) i++;
+    while (i < n && isWs(value.charCodeAt(i))) i++;
   };
   const readToken = (): string => {
     const start = i;
-    while (i < n && TOKEN_CHAR.test(value[i]!)) i++;
+    while (i < n && isToken(value.charCodeAt(i))) i++;
     return value.slice(start, i);
   };
 
   skipWs();
   const scheme = readToken();
   if (scheme === '') return { ok: false, reason: 'missing authentication scheme' };
-  if (i < n && !WS.test(value[i]!)) return { ok: false, reason: 'invalid character after scheme', scheme };
+  if (i < n && !isWs(value.charCodeAt(i))) return { ok: false, reason: 'invalid character after scheme', scheme };
 
   const params = new Map<string, string>();
   let expectSeparator = false;
   while (true) {
     skipWs();
     if (i >= n) break;
-    if (value[i] === ',') {
+    if (value.charCodeAt(i) === 0x2c) {
       // RFC 7230 s7: empty list elements (",,", a trailing comma) are tolerated.
       i++;
       expectSeparator = false;
@@ -91,35 +101,36 @@ export function parseAuthParams(value: string): ParamsResult {
     const name = readToken().toLowerCase();
     if (name === '') return { ok: false, reason: `unexpected character ${JSON.stringify(value[i])} in parameters`, scheme };
     skipWs();
-    if (value[i] !== '=') return { ok: false, reason: `parameter ${name} has no value`, scheme };
+    if (value.charCodeAt(i) !== 0x3d) return { ok: false, reason: `parameter ${name} has no value`, scheme };
     i++;
     skipWs();
     let paramValue: string;
-    if (value[i] === '"') {
+    if (value.charCodeAt(i) === QUOTE) {
       i++;
-      let out = '';
+      const from = i;
+      let out: string | undefined;
       let closed = false;
       while (i < n) {
-        const ch = value[i]!;
-        if (ch === '\\') {
+        const ch = value.charCodeAt(i);
+        if (ch === BACKSLASH) {
           // RFC 3261 s25.1 quoted-pair, but never an escaped CR or LF.
-          const next = value[i + 1];
-          if (next === undefined || next === '\r' || next === '\n') break;
-          out += next;
+          const next = value.charCodeAt(i + 1);
+          if (Number.isNaN(next) || next === CR || next === LF) break;
+          out = (out ?? value.slice(from, i)) + value[i + 1]!;
           i += 2;
           continue;
         }
-        if (ch === '"') {
+        if (ch === QUOTE) {
           closed = true;
-          i++;
           break;
         }
-        if (ch === '\r' || ch === '\n') break;
-        out += ch;
+        if (ch === CR || ch === LF) break;
+        if (out !== undefined) out += value[i]!;
         i++;
       }
       if (!closed) return { ok: false, reason: `unterminated quoted value for ${name}`, scheme };
-      paramValue = out;
+      paramValue = out ?? value.slice(from, i);
+      i++;
     } else {
       paramValue = readToken();
       if (paramValue === '') return { ok: false, reason: `parameter ${name} has an empty or invalid value`, scheme };
