@@ -97,6 +97,31 @@ describe('stateless error answers', () => {
     for (const a of answers) expect(responseProblem(a)).toBeUndefined();
   });
 
+  it('a request for the proxy itself whose Route header holds no value is answered, not turned into a 500 (found by the fuzzer)', async () => {
+    const cp = client.address().port;
+    for (const route of ['Route: ,', 'Route: ', 'Route: ,,,']) {
+      const answers = await answersTo([
+        `OPTIONS sip:127.0.0.1:${port} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${cp};branch=z9hG4bKer${Math.random().toString(16).slice(2)};rport`,
+        'Max-Forwards: 70',
+        'From: <sip:alice@example.com>;tag=1',
+        'To: <sip:127.0.0.1>',
+        `Call-ID: empty-route-${route.length}@127.0.0.1`,
+        'CSeq: 1 OPTIONS',
+        route,
+        'Content-Length: 0',
+        '',
+        '',
+      ]);
+      expect(answers.length).toBeGreaterThan(0);
+      for (const a of answers) {
+        expect(responseProblem(a)).toBeUndefined();
+        const r = parseMessage(a);
+        expect(r.ok && !r.message.isRequest ? r.message.status : 0).not.toBe(500);
+      }
+    }
+  });
+
   it('an OPTIONS whose Route holds a bare CR is refused with 400 whose status line is still one well-formed line', async () => {
     const cp = client.address().port;
     const answers = await answersTo([

@@ -363,8 +363,9 @@ export class Router {
     // header field, the proxy MUST replace the Request-URI in the request with the last value from
     // the Route header field, and remove that value" (the previous hop was a strict router).
     const ruri = req.requestUri();
-    if (ruri.user === undefined && this.isMyself(ruri) && req.has('route')) {
-      const routes = req.getAll('route');
+    const routes = ruri.user === undefined && this.isMyself(ruri) ? req.getAll('route') : [];
+    // (A Route header may be present yet hold no value, e.g. "Route: ,": nothing to take then.)
+    if (routes.length > 0) {
       const last = routes[routes.length - 1]!;
       const na = parseNameAddr(last);
       req.setRequestUri(na.uri.raw);
