@@ -59,6 +59,33 @@ describe('FileLog on disk', () => {
     await log.close();
   });
 
+  it('every policy keeps what it acknowledged, in order, across large groups and segment roll-overs', async () => {
+    for (const fsync of ['batch', 'always', 'none'] as const) {
+      const dir = await tempDir();
+      const log = await FileLog.open({ dir, fsync, segmentBytes: 20_000, logger: silent });
+      // Bursts of concurrent appends of one to three events: groups of well over a hundred frames.
+      const positions: number[] = [];
+      for (let burst = 0; burst < 3; burst++) {
+        const results = await Promise.all(
+          Array.from({ length: 100 }, (_, i) => {
+            const n = burst * 100 + i;
+            return log.append(Array.from({ length: (n % 3) + 1 }, (_, k) => bound(`u${n}`, k, T0)));
+          }),
+        );
+        for (const r of results) positions.push(r.position['0']!);
+      }
+      expect(positions).toEqual([...positions].sort((a, b) => a - b));
+      expect((await segmentFiles(dir)).length).toBeGreaterThan(2);
+      await log.close();
+      const again = await FileLog.open({ dir, fsync, segmentBytes: 20_000, logger: silent });
+      const expected = Array.from({ length: 300 }, (_, n) => Array.from({ length: (n % 3) + 1 }, () => `sip:u${n}@example.com`)).flat();
+      const records = await readAll(again);
+      expect(records.map((r) => (r.event as { aor?: string }).aor), fsync).toEqual(expected);
+      expect(records[records.length - 1]!.position).toEqual(await again.end());
+      await again.close();
+    }
+  });
+
   it('refuses an unknown fsync policy with a clear error', async () => {
     const err = await FileLog.open({ dir: await tempDir(), fsync: 'sometimes' as never, logger: silent }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LogError);
