@@ -85,6 +85,7 @@ export class DigestAuthenticator {
   readonly #strictUri: boolean;
   readonly #timeoutMs: number;
   readonly #deadlines: Deadlines;
+  readonly #templates = new WeakMap<ResolvedDomain, ReadonlyArray<{ prefix: string; suffix: string; staleSuffix: string }>>();
   readonly #retryAfter: number;
   readonly #unavailableStatus: 500 | 503;
   readonly #log: Logger;
@@ -485,15 +486,32 @@ export class DigestAuthenticator {
     return this.#fail(outcome, this.#challengeReply(req.method, domain, stale), extra);
   }
 
+  /**
+   * The challenge header of a domain, per algorithm, around its nonce: formatted once with a
+   * marker where the nonce goes, so that each challenge is two concatenations, not a formatting.
+   */
+  #challengeTemplates(domain: ResolvedDomain): ReadonlyArray<{ prefix: string; suffix: string; staleSuffix: string }> {
+    let t = this.#templates.get(domain);
+    if (t === undefined) {
+      const marker = '\u0001nonce\u0001';
+      t = domain.algorithms.map((algorithm) => {
+        const [prefix, suffix] = formatDigestChallenge({ realm: domain.realm, nonce: marker, algorithm, qop: ['auth'], stale: false }).split(marker) as [string, string];
+        const [, staleSuffix] = formatDigestChallenge({ realm: domain.realm, nonce: marker, algorithm, qop: ['auth'], stale: true }).split(marker) as [string, string];
+        return { prefix, suffix, staleSuffix };
+      });
+      this.#templates.set(domain, t);
+    }
+    return t;
+  }
+
   #challengeReply(method: string, domain: ResolvedDomain, stale: boolean): AuthReply {
     const register = this.#isRegister(method);
     const header = register ? 'WWW-Authenticate' : 'Proxy-Authenticate';
     const nonce = this.#nonces.issue(domain.realm);
     // RFC 8760 s2.4: "The UAS MUST add these header fields to the response in the order that it
     // would prefer to see them used, starting with the most preferred algorithm at the top."
-    const headers = domain.algorithms.map(
-      (algorithm) => [header, formatDigestChallenge({ realm: domain.realm, nonce, algorithm, qop: ['auth'], stale })] as const,
-    );
+    const templates = this.#challengeTemplates(domain);
+    const headers = templates.map((t) => [header, t.prefix + nonce + (stale ? t.staleSuffix : t.suffix)] as const);
     return register
       ? { status: 401, reason: 'Unauthorized', headers }
       : { status: 407, reason: 'Proxy Authentication Required', headers };

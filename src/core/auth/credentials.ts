@@ -233,8 +233,11 @@ export function parseDigestChallenge(value: string): ChallengeResult {
 
 /** A quoted-string with `"` and `\` escaped (RFC 3261 s25.1). CR and LF are never emitted. */
 export function quote(value: string): string {
+  // Realms, nonces and qop lists almost never hold a character to escape: skip the replaces then.
+  if (!NEEDS_ESCAPE.test(value)) return `"${value}"`;
   return `"${value.replace(/[\r\n]/g, '').replace(/(["\\])/g, '\\$1')}"`;
 }
+const NEEDS_ESCAPE = /["\\\r\n]/;
 
 export interface ChallengeParams {
   readonly realm: string;
