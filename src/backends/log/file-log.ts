@@ -111,7 +111,7 @@ function durabilityOf(policy: FsyncPolicy): { flag: number; after: SyncCall | un
 
 /** Opens a raw descriptor (the append path uses the callback API: fewer allocations and promise hops). */
 function openRaw(file: string, flags: number): Promise<number> {
-  return new Promise((resolve, reject) => openFd(file, flags, 0o644, (err, fd) => (err ? reject(err) : resolve(fd))));
+  return new Promise((resolve, reject) => openFd(file, flags, 0o666, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
 function closeRaw(fd: number): Promise<void> {
