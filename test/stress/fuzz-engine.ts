@@ -12,7 +12,8 @@
  *  - every response sipledger sends parses back as a well-formed response (status 100-699, Via, From,
  *    To, Call-ID, CSeq), and every request it relays parses as a request;
  *  - nothing hangs: a server transaction that still awaits its final response `hangAfterMs` after
- *    its request arrived is a hang;
+ *    its request arrived is a hang (time the event loop stood still, measured by a ticker, does not
+ *    count: a long GC or a descheduled process is not a transaction that never ends);
  *  - memory stays bounded: the heap after a forced GC at the end, against the heap after warm-up.
  *    Finished UDP non-INVITE server transactions linger 32 s (RFC 3261 Timer J), so at thousands
  *    of messages a second a hundred thousand of them are alive: with `drain`, both figures are taken
@@ -613,7 +614,18 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   // are in arrival order; one still waiting at the head holds the queue, so answered entries behind
   // it are dropped whenever the queue has doubled (they would otherwise keep finished transactions
   // and their messages alive for up to 310 s).
-  const watch: Array<{ tx: ServerTransaction; at: number; req: AnyMessage }> = [];
+  const watch: Array<{ tx: ServerTransaction; at: number; stalledAt: number; req: AnyMessage }> = [];
+  // Time the event loop stood still (a long GC, or this process descheduled on a busy machine) is
+  // not time sipledger had to answer: a 100 ms ticker sums how late it ran, and a request's wait is
+  // counted without the stalls since it arrived. A transaction that never ends still shows.
+  let stalledMs = 0;
+  let lastTick = Date.now();
+  const ticker = setInterval(() => {
+    const now = Date.now();
+    stalledMs += Math.max(0, now - lastTick - 120);
+    lastTick = now;
+  }, 100);
+  ticker.unref();
   let watchHead = 0;
   let watchCompactAt = 20_000;
   let hangs = 0;
@@ -624,7 +636,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     origReceive(msg);
     if (msg.isRequest && msg.method !== 'ACK') {
       const tx = app.transactions.findServer(msg);
-      if (tx) watch.push({ tx, at: Date.now(), req: msg });
+      if (tx) watch.push({ tx, at: Date.now(), stalledAt: stalledMs, req: msg });
     }
   };
   const stillWaiting = (tx: ServerTransaction): boolean => (tx as unknown as { awaitingFinal(): boolean }).awaitingFinal() && tx.state !== 'Terminated';
@@ -641,10 +653,11 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       // branch only at the client transaction's 300 s lifetime, so it is a hang only after that.
       const last = w.tx.lastResponse?.status ?? 0;
       const limit = w.tx.isInvite && last > 100 && last < 200 ? Math.max(hangAfterMs, 310_000) : hangAfterMs;
-      if (!all && now - w.at < limit) break;
-      if (now - w.at >= limit) {
+      const waited = now - w.at - (stalledMs - w.stalledAt);
+      if (!all && waited < limit) break;
+      if (waited >= limit) {
         hangs++;
-        if (hangDetails.length < 20) hangDetails.push(`${describe(w.req)} still ${w.tx.state} after ${now - w.at} ms`);
+        if (hangDetails.length < 20) hangDetails.push(`${describe(w.req)} still ${w.tx.state} after ${now - w.at} ms (${stalledMs - w.stalledAt} ms of them with the event loop stalled)`);
         watchHead++;
         continue;
       }
@@ -858,6 +871,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       messagesPerSecond: Math.round((sent / Math.max(1, durationMs)) * 1000),
     };
   } finally {
+    clearInterval(ticker);
     await app.stop(0).catch((err: unknown) => crash(`stop failed: ${(err as Error).message}`));
     sinkOpen = false;
     sink.close();
