@@ -97,6 +97,30 @@ describe('stateless error answers', () => {
     for (const a of answers) expect(responseProblem(a)).toBeUndefined();
   });
 
+  it('requests with made-up methods are counted under one OTHER key, so random methods grow neither memory nor metric labels', async () => {
+    const cp = client.address().port;
+    const before = Object.keys(app.router.stats.requests).length;
+    for (let i = 0; i < 5; i++) {
+      await answersTo([
+        `XMETHOD${i} sip:alice@example.com SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${cp};branch=z9hG4bKxm${i}${Math.random().toString(16).slice(2)};rport`,
+        'Max-Forwards: 70',
+        'From: <sip:bob@example.com>;tag=1',
+        'To: <sip:alice@example.com>',
+        `Call-ID: xmethod-${i}@127.0.0.1`,
+        `CSeq: 1 XMETHOD${i}`,
+        'Content-Length: 0',
+        '',
+        '',
+      ]);
+    }
+    const keys = Object.keys(app.router.stats.requests);
+    expect(keys.filter((k) => k.startsWith('XMETHOD'))).toEqual([]);
+    expect(app.router.stats.requests['OTHER']).toBeGreaterThanOrEqual(5);
+    expect(keys.length).toBeLessThanOrEqual(before + 1);
+    expect(Object.keys(app.router.stats.responses).filter((k) => k.startsWith('XMETHOD'))).toEqual([]);
+  }, 30_000);
+
   it('a request for the proxy itself whose Route header holds no value is answered, not turned into a 500 (found by the fuzzer)', async () => {
     const cp = client.address().port;
     for (const route of ['Route: ,', 'Route: ', 'Route: ,,,']) {

@@ -101,7 +101,8 @@ export class Router {
 
   /** Entry point from the transaction layer. `tx` is undefined for an ACK that matched no transaction. */
   handle(req: SipRequest, tx: RouterTransaction | undefined): void {
-    this.stats.requests[req.method] = (this.stats.requests[req.method] ?? 0) + 1;
+    const method = methodLabel(req.method);
+    this.stats.requests[method] = (this.stats.requests[method] ?? 0) + 1;
     const run = tx ? this.route(req, tx) : this.routeStateless(req);
     run.catch((err: unknown) => {
       if (err instanceof HeaderError) {
@@ -123,7 +124,7 @@ export class Router {
   }
 
   private countResponse(method: string, status: number): void {
-    const key = `${method} ${status}`;
+    const key = `${methodLabel(method)} ${status}`;
     this.stats.responses[key] = (this.stats.responses[key] ?? 0) + 1;
   }
 
@@ -509,6 +510,17 @@ export class Router {
       if (this.aorLocks.get(aor) === tail) this.aorLocks.delete(aor);
     }
   }
+}
+
+/** Methods counted by name; any other token (a method is whatever a peer sends) counts as OTHER. */
+const COUNTED_METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'REGISTER', 'OPTIONS', 'PRACK', 'SUBSCRIBE', 'NOTIFY', 'PUBLISH', 'INFO', 'REFER', 'MESSAGE', 'UPDATE']);
+
+/**
+ * The method as a statistics key and metric label: a fixed set, so that random method tokens can
+ * grow neither memory nor the metrics' label cardinality.
+ */
+export function methodLabel(method: string): string {
+  return COUNTED_METHODS.has(method) ? method : 'OTHER';
 }
 
 function userOf(uri: SipUri): string {
