@@ -172,7 +172,9 @@ async function heap(): Promise<number> {
     gc();
     await new Promise((r) => setImmediate(r));
   }
-  return process.memoryUsage().heapUsed;
+  // Buffers live outside the V8 heap (arrayBuffers): a retained slice can pin a whole pool slab.
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 }
 
 async function memoryRun(): Promise<void> {
@@ -188,9 +190,9 @@ async function memoryRun(): Promise<void> {
   const kb = (n: number): string => (n / 1024).toFixed(0);
   console.log(
     `node ${process.version}; ${TOTAL} registrations of ${USERS} distinct users, ${PHONES} phones in flight, file log fsync=batch, memory backend\n` +
-      `heap: before ${kb(h0)} KiB, with ${inFlight} server transactions alive ${kb(h1)} KiB, after they ended ${kb(h2)} KiB\n` +
+      `heap + buffers: before ${kb(h0)} KiB, with ${inFlight} server transactions alive ${kb(h1)} KiB, after they ended ${kb(h2)} KiB\n` +
       `bytes per transaction in flight (Completed, awaiting timer J): ${Math.round((h1 - h2) / inFlight)}\n` +
-      `bytes per live registration (location + audit + nonce-count tracker, whole heap): ${Math.round((h2 - h0) / live)} (${live} live bindings)\n` +
+      `bytes per live registration (location + audit + nonce-count tracker, heap + buffers): ${Math.round((h2 - h0) / live)} (${live} live bindings)\n` +
       `rss ${kb(process.memoryUsage().rss)} KiB; ${Math.round((TOTAL / r.wallMs) * 1000)} registrations/s wall`,
   );
 }

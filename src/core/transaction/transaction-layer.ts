@@ -339,7 +339,11 @@ export class TransactionLayer {
         tx.terminate();
         return -1;
       }
-      record = { generation: this.generation, prepared, res: undefined, to: undefined };
+      // The bytes are kept 32 s: copied out of Node's shared 8 KiB buffer pool, so that a record
+      // pins its own few hundred bytes and not a slab shared with short-lived buffers.
+      const own = Buffer.allocUnsafeSlow(prepared.bytes.length);
+      prepared.bytes.copy(own);
+      record = { generation: this.generation, prepared: { ...prepared, bytes: own }, res: undefined, to: undefined };
     } else {
       record = { generation: this.generation, prepared: undefined, res, to };
     }
