@@ -77,6 +77,21 @@ describe('stateless error answers', () => {
     '',
   ];
 
+  /** One request as lines: method and Request-URI, To, Call-ID and extra header rows vary. */
+  const requestLines = (cp: number, m: { method: string; uri: string; from?: string; to: string; callId: string; extra?: string[] }): string[] => [
+    `${m.method} ${m.uri} SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.1:${cp};branch=z9hG4bKrq${Math.random().toString(16).slice(2)};rport`,
+    'Max-Forwards: 70',
+    `From: ${m.from ?? '<sip:alice@example.com>'};tag=1`,
+    `To: ${m.to}`,
+    `Call-ID: ${m.callId}`,
+    `CSeq: 1 ${m.method}`,
+    ...(m.extra ?? []),
+    'Content-Length: 0',
+    '',
+    '',
+  ];
+
   it('a request with two To headers is refused with 400, and the 400 itself is a message the peer can parse (or nothing is sent)', async () => {
     const cp = client.address().port;
     const answers = await answersTo(base(cp, ['To: <sip:alice@example.com>', 'To: <sip:carol@example.com>']));
@@ -101,18 +116,7 @@ describe('stateless error answers', () => {
     const cp = client.address().port;
     const before = Object.keys(app.router.stats.requests).length;
     for (let i = 0; i < 5; i++) {
-      await answersTo([
-        `XMETHOD${i} sip:alice@example.com SIP/2.0`,
-        `Via: SIP/2.0/UDP 127.0.0.1:${cp};branch=z9hG4bKxm${i}${Math.random().toString(16).slice(2)};rport`,
-        'Max-Forwards: 70',
-        'From: <sip:bob@example.com>;tag=1',
-        'To: <sip:alice@example.com>',
-        `Call-ID: xmethod-${i}@127.0.0.1`,
-        `CSeq: 1 XMETHOD${i}`,
-        'Content-Length: 0',
-        '',
-        '',
-      ]);
+      await answersTo(requestLines(cp, { method: `XMETHOD${i}`, uri: 'sip:alice@example.com', from: '<sip:bob@example.com>', to: '<sip:alice@example.com>', callId: `xmethod-${i}@127.0.0.1` }));
     }
     const keys = Object.keys(app.router.stats.requests);
     expect(keys.filter((k) => k.startsWith('XMETHOD'))).toEqual([]);
@@ -124,19 +128,9 @@ describe('stateless error answers', () => {
   it('a request for the proxy itself whose Route header holds no value is answered, not turned into a 500 (found by the fuzzer)', async () => {
     const cp = client.address().port;
     for (const route of ['Route: ,', 'Route: ', 'Route: ,,,']) {
-      const answers = await answersTo([
-        `OPTIONS sip:127.0.0.1:${port} SIP/2.0`,
-        `Via: SIP/2.0/UDP 127.0.0.1:${cp};branch=z9hG4bKer${Math.random().toString(16).slice(2)};rport`,
-        'Max-Forwards: 70',
-        'From: <sip:alice@example.com>;tag=1',
-        'To: <sip:127.0.0.1>',
-        `Call-ID: empty-route-${route.length}@127.0.0.1`,
-        'CSeq: 1 OPTIONS',
-        route,
-        'Content-Length: 0',
-        '',
-        '',
-      ]);
+      const answers = await answersTo(
+        requestLines(cp, { method: 'OPTIONS', uri: `sip:127.0.0.1:${port}`, to: '<sip:127.0.0.1>', callId: `empty-route-${route.length}@127.0.0.1`, extra: [route] }),
+      );
       expect(answers.length).toBeGreaterThan(0);
       for (const a of answers) {
         expect(responseProblem(a)).toBeUndefined();
@@ -148,19 +142,9 @@ describe('stateless error answers', () => {
 
   it('an OPTIONS whose Route holds a bare CR is refused with 400 whose status line is still one well-formed line', async () => {
     const cp = client.address().port;
-    const answers = await answersTo([
-      'OPTIONS sip:alice@example.com SIP/2.0',
-      `Via: SIP/2.0/UDP 127.0.0.1:${cp};branch=z9hG4bKcr${Math.random().toString(16).slice(2)};rport`,
-      'Max-Forwards: 70',
-      'From: <sip:alice@example.com>;tag=1',
-      'To: <sip:alice@example.com>',
-      'Call-ID: bare-cr@127.0.0.1',
-      'CSeq: 1 OPTIONS',
-      'Route: <sip:127.0.0.1:606=@\r48;lr>',
-      'Content-Length: 0',
-      '',
-      '',
-    ]);
+    const answers = await answersTo(
+      requestLines(cp, { method: 'OPTIONS', uri: 'sip:alice@example.com', to: '<sip:alice@example.com>', callId: 'bare-cr@127.0.0.1', extra: ['Route: <sip:127.0.0.1:606=@\r48;lr>'] }),
+    );
     expect(answers.length).toBeGreaterThan(0);
     for (const a of answers) {
       expect(responseProblem(a)).toBeUndefined();
