@@ -70,7 +70,17 @@ export async function waitForSip(port: number, timeoutMs: number, child: Child):
   if (!answered) throw new Error(`no SIP answer on 127.0.0.1:${port}; last output:\n${child.output.slice(-20).join('\n')}`);
 }
 
-export async function startSipledgerSystem(opts: { workDir: string; bin: string; dbPort: number; nodeArgs?: string[]; cacheTtlMs?: number; maxTransactions?: number; name?: string }): Promise<SystemUnderTest> {
+export async function startSipledgerSystem(opts: {
+  workDir: string;
+  bin: string;
+  dbPort: number;
+  nodeArgs?: string[];
+  cacheTtlMs?: number;
+  maxTransactions?: number;
+  name?: string;
+  /** Extra environment variables for the process. */
+  env?: Record<string, string>;
+}): Promise<SystemUnderTest> {
   const name = opts.name ?? 'sipledger';
   const dir = path.join(opts.workDir, name);
   mkdirSync(dir, { recursive: true });
@@ -103,7 +113,7 @@ export async function startSipledgerSystem(opts: { workDir: string; bin: string;
   };
   const configFile = path.join(dir, 'sipledger.yaml');
   writeFileSync(configFile, YAML.stringify(config));
-  const child = startChild(process.execPath, [...(opts.nodeArgs ?? []), opts.bin, 'start', '-c', configFile], { cwd: dir });
+  const child = startChild(process.execPath, [...(opts.nodeArgs ?? []), opts.bin, 'start', '-c', configFile], { cwd: dir, env: { ...process.env, ...opts.env } });
   await waitForSip(port, 30_000, child);
   return {
     name,
