@@ -52,6 +52,24 @@ describe('FileLog on disk', () => {
     await log.close();
   });
 
+  it('group commit: appends made by separate callbacks of one turn of the event loop share a group', async () => {
+    const log = await FileLog.open({ dir: await tempDir(), logger: silent });
+    // Two timers due together run in the same timers phase, as datagrams and database replies that
+    // arrive together run in the same poll phase: each append is its own callback.
+    const appended = await new Promise<Array<Promise<unknown>>>((resolve) => {
+      const out: Array<Promise<unknown>> = [];
+      setTimeout(() => out.push(log.append([bound('a', 1, T0)])), 0);
+      setTimeout(() => {
+        out.push(log.append([bound('b', 2, T0)]));
+        resolve(out);
+      }, 0);
+    });
+    await Promise.all(appended);
+    expect(log.stats.appends).toBe(2);
+    expect(log.stats.groups).toBe(1);
+    await log.close();
+  });
+
   it('fsync=always commits each append on its own', async () => {
     const log = await FileLog.open({ dir: await tempDir(), fsync: 'always', logger: silent });
     await Promise.all(Array.from({ length: 10 }, (_, i) => log.append([bound(`u${i}`, i, T0)])));

@@ -10,8 +10,8 @@
  * A cursor (LogPosition `{"0": n}`) is the logical byte offset of the next record.
  *
  * Durability policy (`fsync`), the promise made when append resolves:
- * - `batch` (default): group commit. Appends that arrive while the previous group is being written
- *   form the next group: one write for all of them, made durable as fdatasync() would. Each append
+ * - `batch` (default): group commit. Appends made in the same turn of the event loop, and those that
+ *   arrive while the previous group is being written, form the next group: one write for all of them, made durable as fdatasync() would. Each append
  *   resolves after its group is durable, so an acknowledged event survives a process crash and a
  *   power loss.
  * - `always`: every append is written and synced on its own, as fsync() would (no coalescing): the
@@ -405,10 +405,12 @@ export class FileLog implements EventLog {
     return new Promise<AppendResult>((resolve, reject) => {
       this.#pending.push({ events, frames, bytes, resolve, reject });
       if (!this.#writing) {
-        // The first append after a pause starts a group once the current job's microtasks have run,
-        // so that appends made in the same turn of the event loop share it.
+        // The first append after a pause starts a group in the check phase of this turn of the event
+        // loop (setImmediate), after every I/O callback the poll phase delivered: appends made by
+        // datagrams and database replies that arrived together share one write and one trip through
+        // the thread pool, at no added wait (the loop does not sleep before the check phase).
         this.#writing = true;
-        queueMicrotask(this.#startGroup);
+        setImmediate(this.#startGroup);
       }
     });
   }
