@@ -1,14 +1,18 @@
 /**
- * `npm run fuzz -- --count N [--seed S] [--log memory|file] [--no-drain] [--max-live N]`: feeds N
- * mutated SIP messages through sipledger's whole request path in process and prints messages,
+ * `npm run fuzz -- --count N [--seed S] [--log memory|file] [--no-drain] [--max-live N]
+ * [--heap-snapshot-at N[,N...]]`:
+ * feeds N mutated SIP messages through sipledger's whole request path in process and prints messages,
  * crashes, hangs and heap growth. Exits 1 when any invariant failed.
  *
  * The heap growth compares two moments with no transaction alive (after warm-up and at the end, each
  * once the transactions lingering for timer J have ended: about 32 s each); `--no-drain` skips both
- * waits and reports the live transaction counts beside the figures instead. `--max-live` is the
+ * waits and reports the live transaction counts beside the figures instead. `--heap-snapshot-at`
+ * writes a V8 heap snapshot to the working directory at the first progress report at or past each
+ * given message count (read it with scripts/bench-heap-summary.ts). `--max-live` is the
  * number of server (and of client) transactions alive at which feeding pauses (default 100000).
  */
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
 import { runFuzz } from '../test/stress/fuzz-engine.js';
 
 const { values } = parseArgs({
@@ -21,6 +25,7 @@ const { values } = parseArgs({
     'max-live': { type: 'string' },
     'hang-after': { type: 'string', default: '40000' },
     json: { type: 'boolean', default: false },
+    'heap-snapshot-at': { type: 'string' },
   },
 });
 const count = Number(values.count);
@@ -30,6 +35,11 @@ if (!Number.isInteger(count) || count <= 0) {
 }
 if (values.log !== 'memory' && values.log !== 'file') {
   console.error('fuzz: --log must be memory or file');
+  process.exit(2);
+}
+const snapshotsAt = (values['heap-snapshot-at'] ?? '').split(',').filter((s) => s !== '').map(Number);
+if (snapshotsAt.some((n) => !Number.isInteger(n) || n <= 0)) {
+  console.error('fuzz: --heap-snapshot-at must be message counts, comma-separated');
   process.exit(2);
 }
 const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
@@ -46,6 +56,10 @@ const report = await runFuzz({
       `${p.messages} messages, ${Math.round(p.elapsedMs / 1000)} s, crashes ${p.crashes}, hangs ${p.hangs}, heap ${mb(p.heapUsedBytes)}, live transactions ${p.serverTransactions} server, ${p.clientTransactions} client`,
     );
     for (const f of p.newFindings) console.error(`  finding: ${f}`);
+    if (snapshotsAt.length > 0 && p.messages >= snapshotsAt[0]!) {
+      while (snapshotsAt.length > 0 && p.messages >= snapshotsAt[0]!) snapshotsAt.shift();
+      console.error(`  heap snapshot: ${v8.writeHeapSnapshot()}`);
+    }
   },
 });
 if (values.json) console.log(JSON.stringify(report, null, 2));
