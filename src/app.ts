@@ -253,6 +253,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     logger: logger.child({ module: 'router' }),
     retryAfterSeconds: config.retryAfter,
     serverHeader: 'sipledger',
+    maxPendingPerAor: config.registrar.maxPendingPerAor,
     ...(config.instance !== undefined ? { instance: config.instance } : {}),
   });
 

@@ -98,6 +98,9 @@ export function renderMetrics(app: Sipledger, now: number, derived?: EventCounte
   metric('sipledger_auth_outcomes_total', 'counter', 'Authentication outcomes decided by this instance, by outcome', Object.entries(r.authOutcomes).map(([o, v]) => [{ outcome: o }, v]));
   metric('sipledger_registrations_total', 'counter', 'REGISTER requests accepted and made durable by this instance', [[{}, r.registrations]]);
   metric('sipledger_event_append_failures_total', 'counter', 'Event appends that failed (the request got 500/503)', [[{}, r.appendFailures]]);
+  metric('sipledger_register_queue_full_total', 'counter', 'REGISTERs answered 503 because too many registrations of their AOR were waiting', [[{}, r.aorQueueFull]]);
+  metric('sipledger_register_stale_total', 'counter', 'Authenticated REGISTERs whose transaction ended while they waited for their AOR (not decided)', [[{}, r.staleRegistrations]]);
+  metric('sipledger_register_waiting', 'gauge', 'REGISTERs waiting for their AOR while another registration of it is decided', [[{}, app.router.aorLocks.waitingCount]]);
 
   // --- transactions (RFC 3261 s17)
   const t = app.transactions.stats as unknown as Record<string, number>;

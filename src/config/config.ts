@@ -77,7 +77,7 @@ export interface SipledgerConfig {
     maxConnections?: number;
     maxConnectionsPerIp?: number;
   };
-  registrar: { minExpires: number; maxExpires: number; defaultExpires: number; maxContacts: number; appendTimeoutMs: number };
+  registrar: { minExpires: number; maxExpires: number; defaultExpires: number; maxContacts: number; appendTimeoutMs: number; maxPendingPerAor: number };
   auth: { secret?: Secret; nonceLifetime: number; strictUri: boolean; lookupTimeoutMs: number };
   backends: Record<string, BackendConfig>;
   domains: Array<{ domain: string; realm?: string; backend: string; algorithms?: string[] }>;
@@ -168,7 +168,7 @@ export function configFromObject(doc: unknown, file = '<config>', baseDir = proc
       { transport: 'tcp', address: '127.0.0.1', port: 5060 },
     ],
     limits: { maxMessageBytes: 16384, maxHeaders: 128, maxLineLength: 8192, ...(raw.limits ?? {}) },
-    registrar: { minExpires: 60, maxExpires: 3600, defaultExpires: 3600, maxContacts: 10, appendTimeoutMs: 3000, ...(raw.registrar ?? {}) },
+    registrar: { minExpires: 60, maxExpires: 3600, defaultExpires: 3600, maxContacts: 10, appendTimeoutMs: 3000, maxPendingPerAor: 32, ...(raw.registrar ?? {}) },
     auth: { nonceLifetime: 30, strictUri: false, lookupTimeoutMs: 2000, ...(raw.auth ?? {}) },
     backends: raw.backends!,
     domains: raw.domains!,

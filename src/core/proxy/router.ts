@@ -23,6 +23,7 @@ import {
   callFailed,
   callRouted,
 } from '../log/events.js';
+import { AorLocks } from './aor-lock.js';
 import { decideRegister, contactsForResponse, type RegistrarConfig, type BindingView } from '../registrar/registrar.js';
 import { HeaderError, type SipRequest, type SipResponse } from '../sip/message.js';
 import { createResponse, type ResponseOptions } from '../sip/response.js';
@@ -36,6 +37,8 @@ import type { BanCheck, BanVerdict } from '../security/brute-force-guard.js';
 /** What the router needs of a server transaction. */
 export interface RouterTransaction extends ProxyServerTransaction {
   readonly toTag: string;
+  /** False once the transaction has its final response, or was dropped at the end of its lifetime. */
+  awaitingFinal(): boolean;
 }
 
 /** What the router needs of the authenticator. */
@@ -75,6 +78,11 @@ export interface RouterOptions {
   readonly retryAfterSeconds?: number;
   /** Server header value; undefined to send none. */
   readonly serverHeader?: string;
+  /**
+   * Most REGISTERs waiting for one AOR while another of its registrations is decided (default 32);
+   * more are answered 503 with Retry-After.
+   */
+  readonly maxPendingPerAor?: number;
 }
 
 export interface RouterStats {
@@ -83,6 +91,10 @@ export interface RouterStats {
   authOutcomes: Record<string, number>;
   registrations: number;
   appendFailures: number;
+  /** REGISTERs answered 503 because too many registrations of their AOR were already waiting. */
+  aorQueueFull: number;
+  /** Authenticated REGISTERs whose transaction ended while they waited for their AOR: not decided. */
+  staleRegistrations: number;
 }
 
 const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE';
@@ -91,12 +103,13 @@ const SUPPORTED = 'path, outbound';
 const PROXY_EXTENSIONS = new Set<string>([]);
 
 export class Router {
-  readonly stats: RouterStats = { requests: {}, responses: {}, authOutcomes: {}, registrations: 0, appendFailures: 0 };
-  private readonly aorLocks = new Map<string, Promise<void>>();
+  readonly stats: RouterStats = { requests: {}, responses: {}, authOutcomes: {}, registrations: 0, appendFailures: 0, aorQueueFull: 0, staleRegistrations: 0 };
+  readonly aorLocks: AorLocks;
   private readonly clock: () => number;
 
   constructor(private readonly opts: RouterOptions) {
     this.clock = opts.clock ?? Date.now;
+    this.aorLocks = new AorLocks(opts.maxPendingPerAor ?? 32);
   }
 
   /** Entry point from the transaction layer. `tx` is undefined for an ACK that matched no transaction. */
@@ -209,7 +222,14 @@ export class Router {
     const path = req.getAll('path');
     const ua = req.get('user-agent');
 
-    await this.withAorLock(aor, async () => {
+    const outcome = await this.aorLocks.run(aor, async () => {
+      if (!tx.awaitingFinal()) {
+        // Answered or dropped while it waited (its phone has given up on it): deciding it now would
+        // change bindings nobody will be told about.
+        this.stats.staleRegistrations++;
+        void this.appendQuietly([this.authSucceededEvent(req, auth, this.clock())]);
+        return;
+      }
       const now = this.clock();
       const current = this.opts.ledger.location.bindings(aor, now);
       const decision = decideRegister(
@@ -250,6 +270,15 @@ export class Router {
       if (path.length) headers.push(['Path', path.join(', ')]);
       this.reply(tx, 200, { headers });
     });
+    if (outcome === 'full') {
+      this.stats.aorQueueFull++;
+      void this.appendQuietly([this.authSucceededEvent(req, auth, this.clock())]);
+      this.opts.logger.debug({ aor }, 'too many registrations of one AOR waiting: REGISTER answered 503');
+      this.reply(tx, 503, {
+        reason: 'Service Unavailable (too many registrations of this address pending)',
+        headers: [['Retry-After', String(this.opts.retryAfterSeconds ?? 5)]],
+      });
+    }
   }
 
   // ---- calls and other out-of-dialog requests -------------------------------------------------------
@@ -495,19 +524,6 @@ export class Router {
     } catch (err) {
       this.stats.appendFailures++;
       this.opts.logger.warn({ err: (err as Error).message, types: events.map((e) => e.type) }, 'events not recorded');
-    }
-  }
-
-  /** Registrations of one AOR are decided one at a time, so each sees the previous one's result. */
-  private async withAorLock(aor: string, fn: () => Promise<void>): Promise<void> {
-    const prev = this.aorLocks.get(aor) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.aorLocks.set(aor, tail);
-    try {
-      await run;
-    } finally {
-      if (this.aorLocks.get(aor) === tail) this.aorLocks.delete(aor);
     }
   }
 }
