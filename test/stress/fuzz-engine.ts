@@ -12,7 +12,8 @@
  *  - every response sipledger sends parses back as a well-formed response (status 100-699, Via, From,
  *    To, Call-ID, CSeq), and every request it relays parses as a request;
  *  - nothing hangs: a server transaction that still awaits its final response `hangAfterMs` after
- *    its request arrived is a hang (time the event loop stood still, measured by a ticker, does not
+ *    its request arrived is a hang (an INVITE in Proceeding: 310 s, past the 300 s lifetime of the
+ *    branch it waits for, as timer C lets a proxy wait for a callee more than 3 minutes) (time the event loop stood still, measured by a ticker, does not
  *    count: a long GC or a descheduled process is not a transaction that never ends);
  *  - memory stays bounded: the heap after a forced GC at the end, against the heap after warm-up.
  *    Finished UDP non-INVITE server transactions linger 32 s (RFC 3261 Timer J), so at thousands
@@ -649,10 +650,13 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
         watchHead++;
         continue;
       }
-      // A ringing call (a provisional was relayed) may ring for minutes: sipledger ends such a
-      // branch only at the client transaction's 300 s lifetime, so it is a hang only after that.
-      const last = w.tx.lastResponse?.status ?? 0;
-      const limit = w.tx.isInvite && last > 100 && last < 200 ? Math.max(hangAfterMs, 310_000) : hangAfterMs;
+      // An INVITE waits for its callee as long as the relayed branch does: once any provisional
+      // came back (a 180 relayed, or only a 100 absorbed by the proxy), RFC 3261 s16.6 step 11
+      // lets it wait for timer C, more than 3 minutes, and sipledger ends such a branch at its
+      // client transaction's 300 s lifetime. The final answer can be lost in between: datagrams are
+      // lost on loopback too, when this process stalls and its receive buffer fills. So an INVITE
+      // in Proceeding is a hang only after that lifetime; every other transaction after hangAfterMs.
+      const limit = w.tx.isInvite && w.tx.state === 'Proceeding' ? Math.max(hangAfterMs, 310_000) : hangAfterMs;
       const waited = now - w.at - (stalledMs - w.stalledAt);
       if (!all && waited < limit) break;
       if (waited >= limit) {
