@@ -12,9 +12,10 @@
  *  - every response sipledger sends parses back as a well-formed response (status 100-699, Via, From,
  *    To, Call-ID, CSeq), and every request it relays parses as a request;
  *  - nothing hangs: a server transaction that still awaits its final response `hangAfterMs` after
- *    its request arrived is a hang (an INVITE in Proceeding: 310 s, past the 300 s lifetime of the
- *    branch it waits for, as timer C lets a proxy wait for a callee more than 3 minutes) (time the event loop stood still, measured by a ticker, does not
- *    count: a long GC or a descheduled process is not a transaction that never ends);
+ *    its request arrived is a hang; an INVITE in Proceeding after 310 s, past the 300 s lifetime of
+ *    the branch it waits for (timer C lets a proxy wait for a callee more than 3 minutes). Time the
+ *    event loop stood still, measured by a ticker, does not count: a long GC or a descheduled
+ *    process is not a transaction that never ends;
  *  - memory stays bounded: the heap after a forced GC at the end, against the heap after warm-up.
  *    Finished UDP non-INVITE server transactions linger 32 s (RFC 3261 Timer J), so at thousands
  *    of messages a second a hundred thousand of them are alive: with `drain`, both figures are taken
