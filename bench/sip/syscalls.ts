@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import { startPrivateMariadb, type PrivateMariadb } from '../../test/support/mariadb.js';
 import { CLK_TCK, cpuSecondsBetween, findTool, median, processTree, sleep, treeTicks } from './procs.js';
 import { generateUsers, provisionKamailioSchema } from './provision.js';
-import { runSipp } from './sipp.js';
+import { p, runSipp } from './sipp.js';
 import { DEFAULT_BIN, freePort, startKamailioSystem, startSipledgerSystem, type SystemUnderTest } from './systems.js';
 
 const { values: args } = parseArgs({
@@ -193,6 +193,9 @@ interface Row {
   readonly failed: number;
   readonly retrans: number;
   readonly cpuMs: number;
+  /** Challenge plus authorised REGISTER, ms (SIPp's RTDs). */
+  readonly p50: number;
+  readonly p99: number;
   readonly vol: number;
   readonly invol: number;
   /** ms per registration. */
@@ -237,12 +240,12 @@ async function measure(sys: SystemUnderTest, inf: string, round: number, mode: '
   const split = { mainUser: sp.mainUser / ok, mainSys: sp.mainSys / ok, otherUser: sp.otherUser / ok, otherSys: sp.otherSys / ok };
   const row: Row = {
     system: sys.name, round, ok: result.succeeded, failed: result.failed, retrans: result.retransmissions,
-    cpuMs: (cpu / ok) * 1000, vol: (cs1.vol - cs0.vol) / ok, invol: (cs1.invol - cs0.invol) / ok, split,
+    cpuMs: (cpu / ok) * 1000, p50: p(result.rtd['register'], 50), p99: p(result.rtd['register'], 99), vol: (cs1.vol - cs0.vol) / ok, invol: (cs1.invol - cs0.invol) / ok, split,
     scavenges: ((gc1.scavenges - gc0.scavenges) / ok) * 1000, majors: ((gc1.majors - gc0.majors) / ok) * 1000, ...(counts ? { counts } : {}),
   };
   rows.push(row);
   const sc = counts ? `  syscalls ${((counts.all.get('ALL') ?? 0) / ok).toFixed(1)} (main ${((counts.main.get('ALL') ?? 0) / ok).toFixed(1)})` : '';
-  log(`r${round} ${sys.name.padEnd(12)} ok ${result.succeeded}/${calls} failed ${result.failed} retrans ${result.retransmissions}  cpu ${row.cpuMs.toFixed(3)} ms  cs vol ${row.vol.toFixed(2)} invol ${row.invol.toFixed(2)}${sc}`);
+  log(`r${round} ${sys.name.padEnd(12)} ok ${result.succeeded}/${calls} failed ${result.failed} retrans ${result.retransmissions}  cpu ${row.cpuMs.toFixed(3)} ms  p50/p99 ${row.p50}/${row.p99} ms  cs vol ${row.vol.toFixed(2)} invol ${row.invol.toFixed(2)}${sc}`);
 }
 
 try {
@@ -292,6 +295,8 @@ const out = [
   `| per registration (median of ${rounds} rounds, ${rate}/s) | ${names.join(' | ')} |`,
   `|---|${names.map(() => '---').join('|')}|`,
   line('server CPU ms', (r) => r.cpuMs, 3),
+  line('REGISTER p50 ms (challenge + auth)', (r) => r.p50, 0),
+  line('REGISTER p99 ms (challenge + auth)', (r) => r.p99, 0),
   line('  root thread user', (r) => r.split.mainUser, 3),
   line('  root thread system', (r) => r.split.mainSys, 3),
   line('  other threads/processes user', (r) => r.split.otherUser, 3),
