@@ -175,14 +175,21 @@ function startPerfStat(root: number, file: string): { stop: () => Promise<Counts
 }
 
 /** Collections seen in each server's --trace-gc output (when that flag is passed with --node-arg). */
-const gcSeen = new Map<string, { scavenges: number; majors: number }>();
+const gcSeen = new Map<string, { scavenges: number; majors: number; pauseMs: number; longestMs: number }>();
+/** A --trace-gc line's pause: `..., 2.34 / 0.00 ms ` (the main thread's pause, then external time). */
+const GC_PAUSE = /(Scavenge|Mark-Compact|Mark-Sweep)[^\n]*?MB, ([\d.]+) \/ [\d.]+ ms/g;
 function watchGc(sys: SystemUnderTest): void {
-  const seen = { scavenges: 0, majors: 0 };
+  const seen = { scavenges: 0, majors: 0, pauseMs: 0, longestMs: 0 };
   gcSeen.set(sys.name, seen);
   sys.child.proc.stdout?.on('data', (buf: Buffer) => {
     const text = buf.toString('latin1');
     seen.scavenges += text.split('Scavenge').length - 1;
     seen.majors += text.split('Mark-Compact').length - 1 + text.split('Mark-Sweep').length - 1;
+    for (const m of text.matchAll(GC_PAUSE)) {
+      const ms = Number(m[2]);
+      seen.pauseMs += ms;
+      if (ms > seen.longestMs) seen.longestMs = ms;
+    }
   });
 }
 
@@ -203,6 +210,9 @@ interface Row {
   /** Collections per 1,000 registrations (with --node-arg=--trace-gc). */
   readonly scavenges: number;
   readonly majors: number;
+  /** Main-thread GC pause, µs per registration, and the longest single pause in the run, ms. */
+  readonly gcPauseUs: number;
+  readonly gcLongestMs: number;
   readonly counts?: Counts;
 }
 const rows: Row[] = [];
@@ -213,7 +223,9 @@ async function measure(sys: SystemUnderTest, inf: string, round: number, mode: '
   const cpu0 = treeTicks(sys.pid);
   const cs0 = ctxSwitches(sys.pid);
   const th0 = threadTicks(sys.pid);
-  const gc0 = { ...(gcSeen.get(sys.name) ?? { scavenges: 0, majors: 0 }) };
+  const gcNone = { scavenges: 0, majors: 0, pauseMs: 0, longestMs: 0 };
+  const gc0 = { ...(gcSeen.get(sys.name) ?? gcNone) };
+  if (gcSeen.has(sys.name)) gcSeen.get(sys.name)!.longestMs = 0;
   let stopper: { stop: () => Promise<Counts> } | undefined;
   let tracer: ReturnType<typeof spawn> | undefined;
   if (mode === 'count' && !args['no-count']) stopper = startPerfStat(sys.pid, path.join(workDir, `perf-${round}-${sys.name}.txt`));
@@ -236,12 +248,13 @@ async function measure(sys: SystemUnderTest, inf: string, round: number, mode: '
   const cs1 = ctxSwitches(sys.pid);
   const ok = Math.max(1, result.succeeded);
   const sp = splitMs(th0, threadTicks(sys.pid));
-  const gc1 = gcSeen.get(sys.name) ?? { scavenges: 0, majors: 0 };
+  const gc1 = gcSeen.get(sys.name) ?? gcNone;
   const split = { mainUser: sp.mainUser / ok, mainSys: sp.mainSys / ok, otherUser: sp.otherUser / ok, otherSys: sp.otherSys / ok };
   const row: Row = {
     system: sys.name, round, ok: result.succeeded, failed: result.failed, retrans: result.retransmissions,
     cpuMs: (cpu / ok) * 1000, p50: p(result.rtd['register'], 50), p99: p(result.rtd['register'], 99), vol: (cs1.vol - cs0.vol) / ok, invol: (cs1.invol - cs0.invol) / ok, split,
-    scavenges: ((gc1.scavenges - gc0.scavenges) / ok) * 1000, majors: ((gc1.majors - gc0.majors) / ok) * 1000, ...(counts ? { counts } : {}),
+    scavenges: ((gc1.scavenges - gc0.scavenges) / ok) * 1000, majors: ((gc1.majors - gc0.majors) / ok) * 1000,
+    gcPauseUs: ((gc1.pauseMs - gc0.pauseMs) / ok) * 1000, gcLongestMs: gc1.longestMs, ...(counts ? { counts } : {}),
   };
   rows.push(row);
   const sc = counts ? `  syscalls ${((counts.all.get('ALL') ?? 0) / ok).toFixed(1)} (main ${((counts.main.get('ALL') ?? 0) / ok).toFixed(1)})` : '';
@@ -302,7 +315,12 @@ const out = [
   line('  other threads/processes user', (r) => r.split.otherUser, 3),
   line('  other threads/processes system', (r) => r.split.otherSys, 3),
   ...((args['node-arg'] ?? []).includes('--trace-gc')
-    ? [line('scavenges per 1,000 registrations', (r) => r.scavenges, 1), line('mark-compacts per 1,000 registrations', (r) => r.majors, 2)]
+    ? [
+        line('scavenges per 1,000 registrations', (r) => r.scavenges, 1),
+        line('mark-compacts per 1,000 registrations', (r) => r.majors, 2),
+        line('GC pause on the main thread, µs per registration', (r) => r.gcPauseUs, 1),
+        line('longest GC pause in a run, ms', (r) => r.gcLongestMs, 1),
+      ]
     : []),
   line('context switches, voluntary', (r) => r.vol),
   line('context switches, involuntary', (r) => r.invol),

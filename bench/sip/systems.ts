@@ -70,6 +70,16 @@ export async function waitForSip(port: number, timeoutMs: number, child: Child):
   if (!answered) throw new Error(`no SIP answer on 127.0.0.1:${port}; last output:\n${child.output.slice(-20).join('\n')}`);
 }
 
+/**
+ * Node options sipledger runs with as deploy/sipledger.service starts it: a 64 MiB young
+ * generation. A transaction's objects live for its 32 s (timer J), so with V8's default 16 MiB
+ * semi-spaces every scavenge copies many survivors and promotes them into the old generation, which
+ * then needs mark-compacts (measured with bench/sip/syscalls.ts at 500 REGISTER/s: scavenges 7.2 ->
+ * 1.8 and mark-compacts 0.2 -> 0 per 1,000 registrations, GC pause 60 -> 41 µs per registration).
+ * The benchmark measures sipledger as deployed; `env: { NODE_OPTIONS: '' }` measures it without.
+ */
+export const SERVICE_NODE_OPTIONS = '--max-semi-space-size=64';
+
 export async function startSipledgerSystem(opts: {
   workDir: string;
   bin: string;
@@ -113,11 +123,14 @@ export async function startSipledgerSystem(opts: {
   };
   const configFile = path.join(dir, 'sipledger.yaml');
   writeFileSync(configFile, YAML.stringify(config));
-  const child = startChild(process.execPath, [...(opts.nodeArgs ?? []), opts.bin, 'start', '-c', configFile], { cwd: dir, env: { ...process.env, ...opts.env } });
+  const child = startChild(process.execPath, [...(opts.nodeArgs ?? []), opts.bin, 'start', '-c', configFile], {
+    cwd: dir,
+    env: { ...process.env, NODE_OPTIONS: SERVICE_NODE_OPTIONS, ...opts.env },
+  });
   await waitForSip(port, 30_000, child);
   return {
     name,
-    description: `sipledger (MySQL auth${opts.cacheTtlMs ? `, credential cache ${opts.cacheTtlMs / 1000} s` : ''}, file log fsync=batch)`,
+    description: `sipledger (MySQL auth${opts.cacheTtlMs ? `, credential cache ${opts.cacheTtlMs / 1000} s` : ''}, file log fsync=batch, NODE_OPTIONS=${opts.env?.['NODE_OPTIONS'] ?? SERVICE_NODE_OPTIONS})`,
     port,
     pid: child.pid,
     child,
