@@ -78,25 +78,30 @@ let db: PrivateMariadb | undefined;
 const running: SystemUnderTest[] = [];
 const LOAD_CONTACT = '127.0.0.1:5099';
 
+/** /proc/PID/task/TID directories of every thread of every process in the tree. */
+function treeThreads(root: number): Array<{ tid: number; dir: string }> {
+  const out: Array<{ tid: number; dir: string }> = [];
+  for (const pid of processTree(root)) {
+    try {
+      for (const tid of readdirSync(`/proc/${pid}/task`)) out.push({ tid: Number(tid), dir: `/proc/${pid}/task/${tid}` });
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
 /** Voluntary and involuntary context switches of every thread of every process in the tree. */
 function ctxSwitches(root: number): { vol: number; invol: number } {
   let vol = 0;
   let invol = 0;
-  for (const pid of processTree(root)) {
-    let tids: string[];
+  for (const { dir } of treeThreads(root)) {
     try {
-      tids = readdirSync(`/proc/${pid}/task`);
+      const s = readFileSync(`${dir}/status`, 'utf8');
+      vol += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(s)?.[1] ?? 0);
+      invol += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(s)?.[1] ?? 0);
     } catch {
-      continue;
-    }
-    for (const tid of tids) {
-      try {
-        const s = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-        vol += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(s)?.[1] ?? 0);
-        invol += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(s)?.[1] ?? 0);
-      } catch {
-        /* gone */
-      }
+      /* gone */
     }
   }
   return { vol, invol };
@@ -105,21 +110,13 @@ function ctxSwitches(root: number): { vol: number; invol: number } {
 /** utime and stime in ticks of every thread of the tree, keyed by tid, with the root's own thread marked. */
 function threadTicks(root: number): Map<number, { user: number; sys: number; main: boolean }> {
   const out = new Map<number, { user: number; sys: number; main: boolean }>();
-  for (const pid of processTree(root)) {
-    let tids: string[];
+  for (const { tid, dir } of treeThreads(root)) {
     try {
-      tids = readdirSync(`/proc/${pid}/task`);
+      const text = readFileSync(`${dir}/stat`, 'utf8');
+      const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, { user: Number(rest[11]), sys: Number(rest[12]), main: tid === root });
     } catch {
-      continue;
-    }
-    for (const tid of tids) {
-      try {
-        const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-        out.set(Number(tid), { user: Number(rest[11]), sys: Number(rest[12]), main: Number(tid) === root });
-      } catch {
-        /* gone */
-      }
+      /* gone */
     }
   }
   return out;
