@@ -78,6 +78,7 @@ else {
   console.log(`heap at last message: ${mb(report.heapFeedEndBytes)} with ${report.liveTransactionsAtFeedEnd} transactions alive`);
   console.log(`live transactions:    ${report.liveServerTransactions} server, ${report.liveClientTransactions} client (at the end)`);
   console.log(`statuses:             ${Object.entries(report.statuses).sort().map(([k, v]) => `${k}:${v}`).join(' ')}`);
+  console.log(`5xx sent, by reason:  ${Object.entries(report.serverErrors).sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, v]) => `${k}: ${v}`).join('; ')}`);
   for (const d of [...report.crashDetails, ...report.hangDetails, ...report.badDetails, ...report.errorAnswerDetails.slice(0, 5)]) console.log(`---\n${d}`);
 }
 process.exit(report.crashes + report.hangs + report.malformedResponses + report.malformedRelays > 0 ? 1 : 0);

@@ -113,6 +113,8 @@ export interface FuzzReport {
   readonly malformedRelays: number;
   readonly badDetails: string[];
   readonly statuses: Record<string, number>;
+  /** 5xx responses sent, by status and reason phrase (sipledger's own, and downstream answers relayed). */
+  readonly serverErrors: Record<string, number>;
   readonly parsedInputs: number;
   readonly registrations: number;
   /** Heap after a forced GC once the warm-up was fed (and, with `drain`, its transactions ended). */
@@ -476,6 +478,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const sipPort = app.transports.listening()[0]!.port;
 
   const statuses: Record<string, number> = {};
+  const serverErrors: Record<string, number> = {};
   const badDetails: string[] = [];
   let responses = 0;
   let malformedResponses = 0;
@@ -539,6 +542,10 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     responses++;
     const status = msg && !msg.isRequest ? String(msg.status) : (/^SIP\/2\.0 (\d{3})/.exec(bytes.toString('latin1', 0, 16))?.[1] ?? 'unreadable');
     statuses[status] = (statuses[status] ?? 0) + 1;
+    if (msg && !msg.isRequest && msg.status >= 500 && msg.status < 600) {
+      const key = `${msg.status} ${msg.reason.slice(0, 60)}`;
+      if (serverErrors[key] !== undefined || Object.keys(serverErrors).length < 50) serverErrors[key] = (serverErrors[key] ?? 0) + 1;
+    }
     const problem = r.ok ? messageResponseProblem(r.message) : `does not parse: ${r.reason}`;
     if (msg && !msg.isRequest && msg.status >= 300 && safe(() => msg.cseq().method) === 'INVITE') {
       const ack = ackFor(msg);
@@ -859,6 +866,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       malformedRelays,
       badDetails,
       statuses,
+      serverErrors,
       parsedInputs,
       registrations: app.router.stats.registrations,
       heapBaselineBytes: heapBaseline,
