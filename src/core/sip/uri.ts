@@ -23,6 +23,16 @@ export class UriError extends Error {
 /** Parses a URI; throws UriError on a malformed SIP/SIPS URI. */
 export function parseUri(text: string): SipUri {
   const raw = trimLws(text);
+  // No URI holds white space, control characters, '"', '<' or '>' unescaped (RFC 3261 s25.1,
+  // RFC 3986 s2): accepted, such a URI would be written back into a Request-URI, a Contact or a
+  // Route that no longer parses (a contact `<sip:11 "@host>` stored by the registrar made every
+  // call to its user a request with a broken request line).
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c <= 0x20 || c === 0x22 || c === 0x3c || c === 0x3e || c === 0x7f) {
+      throw new UriError(`character ${JSON.stringify(raw[i])} not allowed in a URI: ${truncate(raw)}`);
+    }
+  }
   const colon = raw.indexOf(':');
   if (colon <= 0) throw new UriError(`URI without a scheme: ${truncate(raw)}`);
   let scheme = colon === 3 && raw.startsWith('sip') ? 'sip' : colon === 4 && raw.startsWith('sips') ? 'sips' : raw.slice(0, colon);
