@@ -40,7 +40,9 @@ afterAll(async () => {
 
 async function register(user: string, password: string): Promise<{ status: number | undefined; retryAfter: string | undefined; ms: number }> {
   const req = (auth?: string): string =>
-    buildRequest({ method: 'REGISTER', uri: 'sip:example.com', from: `<sip:${user}@example.com>`, to: `<sip:${user}@example.com>`, contact: `<sip:${encodeURIComponent(user)}@${c.viaHost}>`, headers: ['Expires: 600', ...(auth ? [`Authorization: ${auth}`] : [])] }, c.viaHost);
+    // In the URIs the user is %-escaped, as a phone must write it (RFC 3261 s25.1); the digest
+    // username, which is what reaches the database, carries it as it is.
+    buildRequest({ method: 'REGISTER', uri: 'sip:example.com', from: `<sip:${encodeURIComponent(user)}@example.com>`, to: `<sip:${encodeURIComponent(user)}@example.com>`, contact: `<sip:${encodeURIComponent(user)}@${c.viaHost}>`, headers: ['Expires: 600', ...(auth ? [`Authorization: ${auth}`] : [])] }, c.viaHost);
   const ch = await c.request(req(), sl.sipPort);
   if (ch?.status !== 401) return { status: ch?.status, retryAfter: undefined, ms: 0 };
   const started = Date.now();
