@@ -64,7 +64,7 @@ describe('AorLocks: one registration at a time per AOR, with a bounded queue', (
     await Promise.all([holder, waiter]);
   });
 
-  it('passes the AOR on when a holder throws, and the error reaches that holder only', async () => {
+  it('passes the AOR on when a holder throws, and the error reaches no caller but that holder', async () => {
     const locks = new AorLocks(4);
     const failing = locks.run('sip:alice@example.com', async () => {
       await Promise.resolve();

@@ -11,9 +11,9 @@
  *
  * Durability policy (`fsync`), the promise made when append resolves:
  * - `batch` (default): group commit. Appends made in the same turn of the event loop, and those that
- *   arrive while the previous group is being written, form the next group: one write for all of them, made durable as fdatasync() would. Each append
- *   resolves after its group is durable, so an acknowledged event survives a process crash and a
- *   power loss.
+ *   arrive while the previous group is being written, form the next group: one write for all of
+ *   them, made durable as fdatasync() would. Each append resolves after its group is durable, so
+ *   an acknowledged event survives a process crash and a power loss.
  * - `always`: every append is written and synced on its own, as fsync() would (no coalescing): the
  *   same promise, with file metadata synced too, at a much lower throughput. For disks where batching
  *   is not wanted.
