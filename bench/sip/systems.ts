@@ -90,6 +90,8 @@ export async function startSipledgerSystem(opts: {
   name?: string;
   /** Extra environment variables for the process. */
   env?: Record<string, string>;
+  /** Top-level configuration sections replaced for an experiment (e.g. `{ log: {...} }`). */
+  configOverrides?: Record<string, unknown>;
 }): Promise<SystemUnderTest> {
   const name = opts.name ?? 'sipledger';
   const dir = path.join(opts.workDir, name);
@@ -120,6 +122,7 @@ export async function startSipledgerSystem(opts: {
     admin: { enabled: false },
     // Nothing is logged per request at info; the start-up line is.
     logging: { level: 'info' },
+    ...opts.configOverrides,
   };
   const configFile = path.join(dir, 'sipledger.yaml');
   writeFileSync(configFile, YAML.stringify(config));
