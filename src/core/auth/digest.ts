@@ -4,7 +4,7 @@
  * Pure functions: no clock, no randomness, no I/O. Every value is lower-case hex, as RFC 7616 s3.4
  * requires for the `response` and as every deployed HA1 column stores it.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { DigestAlgorithm } from './backend.js';
 
 interface AlgorithmInfo {
@@ -57,9 +57,17 @@ export function strongestFirst(algorithms: Iterable<DigestAlgorithm>): DigestAlg
   return [...new Set(algorithms)].sort((a, b) => ALGORITHMS[b].strength - ALGORITHMS[a].strength);
 }
 
+/**
+ * One-shot hashing (Node >= 20.12) skips the Hash object a streaming digest builds: about a third
+ * of the cost for inputs of a digest's size. Older Node 20 releases take the streaming path.
+ */
+const oneShot: ((algorithm: string, data: string | Buffer, encoding: 'hex') => string) | undefined =
+  typeof (crypto as { hash?: unknown }).hash === 'function' ? crypto.hash : undefined;
+
 /** H(data) for the algorithm's hash function, lower-case hex. */
 export function digestHash(algorithm: DigestAlgorithm, data: string | Buffer): string {
-  return createHash(ALGORITHMS[algorithm].hash).update(data).digest('hex');
+  const name = ALGORITHMS[algorithm].hash;
+  return oneShot ? oneShot(name, data, 'hex') : crypto.createHash(name).update(data).digest('hex');
 }
 
 export interface Ha1Params {
