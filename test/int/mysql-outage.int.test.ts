@@ -114,6 +114,29 @@ describe('MySQL backend against a private mariadbd that stops, crashes and hangs
     expect(back.value?.password).toBe('pw');
   });
 
+  it('honours the caller deadline while the server hangs, without reading the signal', async () => {
+    const b = backend(db, { queryTimeoutMs: 60_000 });
+    await b.lookup(alice, opts());
+    server.pause();
+    try {
+      const options = {
+        deadline: performance.now() + 150,
+        get signal(): AbortSignal {
+          throw new Error('the signal was read although a deadline was given');
+        },
+      };
+      const started = performance.now();
+      const r = await settle(b.lookup(alice, options));
+      expect(r.error).toBeInstanceOf(BackendUnavailableError);
+      expect((r.error as Error).message).not.toContain('signal was read');
+      // Given up at the caller's deadline, not after the backend's own 60 s.
+      expect(performance.now() - started).toBeLessThan(10_000);
+    } finally {
+      server.resume();
+    }
+    expect((await b.lookup(alice, opts()))?.password).toBe('pw');
+  });
+
   it('honours the caller abort signal while the server hangs', async () => {
     const b = backend(db, { queryTimeoutMs: 60_000 });
     await b.lookup(alice, opts());

@@ -621,6 +621,30 @@ describe('backend_unavailable', () => {
     expect(double.signals[0]!.reason).toBeInstanceOf(BackendUnavailableError);
   });
 
+  it('given a backend that reads the abort signal only after the budget ran out, then it finds the signal aborted, and the deadline it was given is the budget', async () => {
+    let seen: LookupOptions | undefined;
+    let startedAt = 0;
+    const store: CredentialStore = {
+      kind: 'store',
+      name: 'late-reader',
+      lookup(_q, options) {
+        seen = options;
+        startedAt = performance.now();
+        return new Promise(() => {});
+      },
+      async close() {},
+    };
+    const world = given({ backend: store, lookupTimeoutMs: 50 });
+    const req = request();
+    const challenge = await challengeFor(world.auth, req);
+    const result = await world.auth.authenticate({ ...req, credentials: [answer(challenge, req)] });
+    expect(result).toMatchObject({ outcome: 'backend_unavailable', detail: /timed out after 50 ms/ });
+    expect(seen!.deadline! - startedAt).toBeGreaterThan(40);
+    expect(seen!.deadline! - startedAt).toBeLessThanOrEqual(50);
+    expect(seen!.signal.aborted).toBe(true);
+    expect(seen!.signal.reason).toBeInstanceOf(BackendUnavailableError);
+  });
+
   it('keeps answering other domains while one backend hangs', async () => {
     const hanging = storeDouble(() => new Promise(() => {}));
     const healthy = new MemoryBackend({ name: 'mem', users: [{ username: 'alice', domain: 'b.example', password: 'alice-secret' }] });

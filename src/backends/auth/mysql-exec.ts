@@ -140,7 +140,11 @@ export function createBoundedPool(s: PoolSettings): Pool {
 export interface BoundedExecutor {
   /** Statements sent to the server (retries included, session set-up excluded). */
   readonly sent: () => number;
-  execute(sql: string, values: readonly SqlValue[], budgetMs: number, signal?: AbortSignal): Promise<unknown[][]>;
+  /**
+   * Runs a statement within `budgetMs`, or sooner when `signal` aborts or `callerDeadline`
+   * (`performance.now()` clock) comes first: the caller's budget is then enforced by the same timer.
+   */
+  execute(sql: string, values: readonly SqlValue[], budgetMs: number, signal?: AbortSignal, callerDeadline?: number): Promise<unknown[][]>;
 }
 
 /**
@@ -357,9 +361,11 @@ export function createBoundedExecutor(pool: Pool, logger: Logger): BoundedExecut
   const ex = new Executor(pool.pool, logger);
   return {
     sent: () => ex.sent,
-    execute(sql, values, budgetMs, signal) {
+    execute(sql, values, budgetMs, signal, callerDeadline) {
       return new Promise<unknown[][]>((resolve, reject) => {
-        const job = new Job(ex, sql, values as SqlValue[], performance.now() + budgetMs, budgetMs, signal, resolve, reject);
+        const own = performance.now() + budgetMs;
+        const deadline = callerDeadline !== undefined && callerDeadline < own ? callerDeadline : own;
+        const job = new Job(ex, sql, values as SqlValue[], deadline, budgetMs, signal, resolve, reject);
         if (signal?.aborted) {
           job.settled = true;
           reject(new StatementDeadlineError('aborted', budgetMs));

@@ -176,7 +176,8 @@ export function createMysqlBackend(opts: MysqlBackendOptions): MysqlBackend {
   async function run(what: string, sql: string, values: string[], options: LookupOptions): Promise<unknown[][]> {
     if (closed) throw new BackendUnavailableError(name, 'backend is closed');
     try {
-      return await exec.execute(sql, values, timeoutMs, options.signal);
+      // With a deadline the executor's own timer enforces the caller's budget too (no signal listener).
+      return options.deadline !== undefined ? await exec.execute(sql, values, timeoutMs, undefined, options.deadline) : await exec.execute(sql, values, timeoutMs, options.signal);
     } catch (err) {
       // Kamailio databases are Latin-1 by default (kamdbctl). MySQL refuses to compare a Latin-1 column
       // with a value it cannot convert (ER_CANT_AGGREGATE_2COLLATIONS) instead of answering "no row".

@@ -434,11 +434,11 @@ export class DigestAuthenticator {
   }
 
   #withBudget<T>(backend: AuthBackend, what: string, call: (options: LookupOptions) => Promise<T>): Promise<T> {
-    const controller = new AbortController();
+    const budget = new LookupBudget(performance.now() + this.#timeoutMs);
     return new Promise<T>((resolve, reject) => {
       const deadline = this.#deadlines.add(() => {
         const err = new BackendUnavailableError(backend.name, `${what} timed out after ${this.#timeoutMs} ms`);
-        controller.abort(err);
+        budget.abort(err);
         reject(err);
       });
       const settle = <V>(fn: (v: V) => void) => (v: V): void => {
@@ -447,7 +447,7 @@ export class DigestAuthenticator {
       };
       let pending: Promise<T>;
       try {
-        pending = call({ signal: controller.signal });
+        pending = call(budget);
       } catch (err) {
         // A synchronous throw from a backend is a rejection like any other.
         settle(reject)(err);
@@ -527,5 +527,32 @@ export class DigestAuthenticator {
 
   #ageMs(issuedAt: number): number {
     return Math.max(0, this.#clock() - issuedAt);
+  }
+}
+
+/**
+ * A lookup's budget as the backend sees it. The AbortSignal is made on first read: the MySQL backend
+ * takes the deadline instead (its executor times statements out itself), and a synchronous backend
+ * never waits long enough to be aborted, so most lookups never pay for a signal.
+ */
+class LookupBudget implements LookupOptions {
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  #aborted = false;
+
+  constructor(readonly deadline: number) {}
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
   }
 }

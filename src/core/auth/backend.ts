@@ -27,6 +27,13 @@ export type Attributes = Record<string, AttributeValue | AttributeValue[]>;
 export interface LookupOptions {
   /** Aborted when the framework's per-lookup budget (default 2 s) runs out. */
   readonly signal: AbortSignal;
+  /**
+   * When the budget runs out, on the `performance.now()` clock: the signal aborts at that moment.
+   * The authenticator creates the signal only when a backend reads it (an AbortSignal and its
+   * listener cost several microseconds per lookup), so a backend that enforces deadlines of its
+   * own can take this instead of listening on the signal. Absent when the caller only has a signal.
+   */
+  readonly deadline?: number;
 }
 
 /** Who to look up. `username` is the digest username; `domain` is the realm being authenticated. */
