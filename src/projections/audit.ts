@@ -5,6 +5,7 @@
  *
  * Pure: windows are given by the caller (`since`, `until`, `now`), never read from a clock.
  */
+import { detach } from '../core/sip/detach.js';
 import type { AuthFailureCause, BanScope, SipledgerEvent, Source, Transport } from '../core/log/events.js';
 import type { Projection } from '../core/log/projection.js';
 
@@ -139,12 +140,13 @@ export class AuditProjection implements Projection {
       }
       case 'auth.succeeded':
         this.#succeeded++;
-        this.#lastSuccess.set(`${event.user}@${event.realm}`, {
+        // Kept until the user's next success: copies, not views onto the request's text.
+        this.#lastSuccess.set(detach(`${event.user}@${event.realm}`), {
           time: event.time,
-          user: event.user,
-          realm: event.realm,
+          user: detach(event.user),
+          realm: detach(event.realm),
           source: event.source,
-          ...(event.userAgent !== undefined && { userAgent: event.userAgent }),
+          ...(event.userAgent !== undefined && { userAgent: detach(event.userAgent) }),
         });
         break;
       case 'ban.added':

@@ -16,6 +16,7 @@
  * remembering it, the tracker keeps the latest issue time of any forgotten nonce: unknown nonces
  * issued no later than that may have been seen before.
  */
+import { detach } from '../sip/detach.js';
 
 export type NonceCountVerdict = 'fresh' | 'replayed' | 'forgotten';
 
@@ -89,6 +90,7 @@ export class NonceCountTracker {
       this.#entries.delete(oldest.value);
       if (evicted.issuedAt > this.#forgottenUpTo) this.#forgottenUpTo = evicted.issuedAt;
     }
-    this.#entries.set(nonce, entry);
+    // Kept for the nonce's lifetime: a copy, not a view onto the request that carried it.
+    this.#entries.set(detach(nonce), entry);
   }
 }

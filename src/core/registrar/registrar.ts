@@ -3,6 +3,7 @@
  * `(request, current bindings, now) -> events | rejection`. No I/O, no clock: the caller passes `now`,
  * appends the events durably, and only then answers 200 OK with the resulting bindings.
  */
+import { detach } from '../sip/detach.js';
 import type { NameAddr } from '../sip/name-addr.js';
 import { formatParams } from '../sip/params.js';
 import { buildUri, type SipUri } from '../sip/uri.js';
@@ -167,19 +168,21 @@ export function decideRegister(input: RegisterInput, current: readonly BindingVi
     }
 
     const contact = contactAsRegistered(c);
+    // A binding lives until it expires or is replaced: its strings are detached from the request's
+    // text, which would otherwise stay in memory with it.
     const payload = {
-      aor: input.aor,
-      contact,
-      uri,
+      aor: detach(input.aor),
+      contact: detach(contact),
+      uri: detach(uri),
       expiresAt: input.now + expires * 1000,
       q,
-      callId: input.callId,
+      callId: detach(input.callId),
       cseq: input.cseq,
       source: input.source,
-      ...(input.userAgent !== undefined ? { userAgent: input.userAgent } : {}),
-      ...(instanceId !== undefined ? { instanceId } : {}),
+      ...(input.userAgent !== undefined ? { userAgent: detach(input.userAgent) } : {}),
+      ...(instanceId !== undefined ? { instanceId: detach(instanceId) } : {}),
       ...(regId !== undefined ? { regId } : {}),
-      ...(input.path && input.path.length ? { path: [...input.path] } : {}),
+      ...(input.path && input.path.length ? { path: input.path.map(detach) } : {}),
     };
     if (existing && existing.uri !== uri) {
       // Same instance re-registering from a new address: the old URI goes.

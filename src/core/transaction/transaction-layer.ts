@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { type AnyMessage, type SipRequest, type SipResponse, type Source, createResponse } from '../sip/index.js';
+import { detach } from '../sip/detach.js';
 import type { Destination, PreparedResponse } from '../transport/index.js';
 import {
   type ClientDelegate,
@@ -343,7 +344,9 @@ export class TransactionLayer {
       // pins its own few hundred bytes and not a slab shared with short-lived buffers.
       const own = Buffer.allocUnsafeSlow(prepared.bytes.length);
       prepared.bytes.copy(own);
-      record = { generation: this.generation, prepared: { ...prepared, bytes: own }, res: undefined, to: undefined };
+      // Likewise the address from the Via: a copy, not a view onto the request's text.
+      const target = { ...prepared.target, address: detach(prepared.target.address) };
+      record = { generation: this.generation, prepared: { ...prepared, bytes: own, target }, res: undefined, to: undefined };
     } else {
       record = { generation: this.generation, prepared: undefined, res, to };
     }
@@ -361,7 +364,8 @@ export class TransactionLayer {
       record.generation = this.generation;
       this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
     }
-    this.completed.set(tx.id, record);
+    // The key is kept 32 s: a copy of its own rather than a view onto the request's text.
+    this.completed.set(detach(tx.id), record);
     this.updateServerCount();
     this.resend(tx.id, record);
     return record.generation;
