@@ -56,7 +56,7 @@ const { values: args } = parseArgs({
     'warm-seconds': { type: 'string' },
     'reg-rate': { type: 'string', default: '500' },
     'call-rate': { type: 'string', default: '150' },
-    'reg-ladder': { type: 'string', default: '250,500,750,1000,1500,2000,3000,4000,5000,6500,8000,10000' },
+    'reg-ladder': { type: 'string', default: '250,500,750,1000,1500,2000,2500,3000,4000,5000,6500,8000,10000' },
     'call-ladder': { type: 'string', default: '100,200,300,450,600,900,1200,1500,1800,2400' },
     'no-calls': { type: 'boolean', default: false },
     'no-ladder': { type: 'boolean', default: false },

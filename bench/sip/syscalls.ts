@@ -68,7 +68,14 @@ const SYSCALLS = [
   'futex', 'read', 'write', 'writev', 'pwritev', 'pwrite64', 'fdatasync', 'poll', 'select', 'ioctl', 'madvise',
   'mprotect', 'mmap', 'munmap', 'getpid', 'clock_gettime', 'getrandom', 'semop', 'semtimedop', 'kill', 'wait4',
 ];
-const availableTracepoints = new Set(readdirSync('/sys/kernel/tracing/events/syscalls').filter((n) => n.startsWith('sys_enter_')).map((n) => n.slice('sys_enter_'.length)));
+const TRACEPOINTS = '/sys/kernel/tracing/events/syscalls';
+if (!args['no-count'] && !existsSync(TRACEPOINTS)) {
+  console.error(`${TRACEPOINTS} is missing: counting system calls needs tracefs (as root: mount -t tracefs nodev /sys/kernel/tracing), or pass --no-count`);
+  process.exit(2);
+}
+const availableTracepoints = new Set(
+  args['no-count'] ? [] : readdirSync(TRACEPOINTS).filter((n) => n.startsWith('sys_enter_')).map((n) => n.slice('sys_enter_'.length)),
+);
 const counted = SYSCALLS.filter((s) => availableTracepoints.has(s));
 const EVENTS = ['raw_syscalls:sys_enter', 'context-switches', ...counted.map((s) => `syscalls:sys_enter_${s}`)];
 
