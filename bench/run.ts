@@ -29,6 +29,7 @@ const BENCHES: Bench[] = [
   { name: 'memory', file: 'register-path-bench.ts', args: ['--memory'], nodeArgs: ['--expose-gc'], what: 'bytes per live registration and per transaction in flight, 100k contacts' },
   { name: 'worker-offload', file: 'worker-offload-bench.ts', what: 'nonce and digest crypto against a worker-thread round trip' },
   { name: 'log', file: 'log-bench.ts', what: 'event log: append, rebuild, start-to-lookup, memory per contact' },
+  { name: 'snapshot', file: 'snapshot-stall-bench.ts', what: 'how long a ledger snapshot of 100k bindings holds the event loop' },
   { name: 'mysql', file: 'mysql-bench.ts', what: 'MySQL credential store lookups (needs MariaDB on 127.0.0.1:3306)' },
   { name: 'radius', file: 'radius-bench.ts', what: 'RADIUS verifier against FreeRADIUS' },
 ];

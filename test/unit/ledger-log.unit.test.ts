@@ -84,6 +84,33 @@ describe('Ledger over a memory log', () => {
     expect(second.location.count(T0)).toBe(11);
   });
 
+  it('writes a snapshot of the state at its position while events keep applying, and restores it', async () => {
+    const dir = await tempDir();
+    const log = new MemoryLog();
+    const first = await Ledger.open({ log, logger, snapshotDir: dir });
+    // Enough bindings for the snapshot to take several turns of the event loop to write.
+    for (let i = 0; i < 3000; i += 100) await first.append(Array.from({ length: 100 }, (_, k) => bound(`u${i + k}`, 1, T0)));
+    const writing = first.snapshot();
+    // Applied while the snapshot is being written: a refresh of u0 and a new binding.
+    await first.append([bound('u0', 1, T0 + 1000, { cseq: 50 }), bound('late', 1, T0 + 1000)]);
+    await writing;
+    const saved = JSON.parse(await readFile(path.join(dir, 'ledger-snapshot.json'), 'utf8')) as {
+      projections: { location: { state: { bindings: Array<{ aor: string; cseq: number }> } } };
+    };
+    const bindings = saved.projections.location.state.bindings;
+    expect(bindings).toHaveLength(3000);
+    expect(bindings.find((b) => b.aor === 'sip:u0@example.com')?.cseq).toBe(bound('u0', 1, T0).cseq);
+    expect(bindings.some((b) => b.aor === 'sip:late@example.com')).toBe(false);
+    // The tail after the snapshot's position brings the two later events back.
+    const second = await Ledger.open({ log, logger, snapshotDir: dir });
+    expect(second.appliedCount).toBe(2);
+    expect(second.location.count(T0 + 1000)).toBe(first.location.count(T0 + 1000));
+    expect(second.location.bindings('sip:late@example.com', T0 + 1000)).toHaveLength(1);
+    expect(second.location.bindings('sip:u0@example.com', T0 + 1000).map((b) => b.cseq)).toEqual([50]);
+    await first.close();
+    await second.close();
+  });
+
   it('ignores a snapshot from an older projection version, from another log, or that is garbage', async () => {
     const dir = await tempDir();
     const log = new MemoryLog();

@@ -25,6 +25,7 @@ import {
   type Subscription,
 } from './event-log.js';
 import type { SipledgerEvent } from './events.js';
+import { writeJsonInSlices } from './json-slices.js';
 import type { Projection } from './projection.js';
 import { eventSchemas } from './schemas.js';
 
@@ -290,7 +291,9 @@ export class Ledger {
   }
 
   async #writeSnapshot(dir: string): Promise<void> {
-    // State and position are captured in the same tick, so they agree.
+    // State and position are captured in the same tick, so they agree. The states hold records that
+    // later events replace rather than modify, so the text written from them below, in slices with
+    // the event loop free in between, is still the state at that position.
     const file: SnapshotFile = {
       format: 1,
       identity: this.#log.identity,
@@ -298,14 +301,14 @@ export class Ledger {
       takenAt: this.#clock(),
       projections: Object.fromEntries(this.#projections.map((p) => [p.name, { version: p.version, state: p.toSnapshot() }])),
     };
-    const text = JSON.stringify(file);
+    let chars = 0;
     try {
       await mkdir(dir, { recursive: true });
       const target = path.join(dir, SNAPSHOT_FILE);
       const tmp = `${target}.${process.pid}.tmp`;
       const fh = await openFile(tmp, 'w');
       try {
-        await fh.writeFile(text);
+        chars = await writeJsonInSlices(file, (piece) => fh.writeFile(piece));
         await fh.sync();
       } finally {
         await fh.close();
@@ -320,7 +323,7 @@ export class Ledger {
     } catch (err) {
       throw new LogError('LOG_SNAPSHOT', `could not write snapshot in ${dir}`, true, { cause: err });
     }
-    this.#logger.info({ dir, bytes: text.length, position: file.position }, 'snapshot written');
+    this.#logger.info({ dir, bytes: chars, position: file.position }, 'snapshot written');
   }
 
   /** Restores the snapshot if it can be trusted; returns where replay starts. */

@@ -16,7 +16,11 @@ export interface Projection {
   apply(event: SipledgerEvent): void;
   /** Forgets everything, as if no event had been applied. */
   truncate(): void;
-  /** Plain JSON-serialisable state. */
+  /**
+   * Plain JSON-serialisable state. The snapshot is written out over several turns of the event loop
+   * while events keep applying, so what this returns must not change afterwards: fresh arrays and
+   * objects holding records that apply() replaces rather than modifies.
+   */
   toSnapshot(): unknown;
   /** Replaces the state with one produced by toSnapshot of the same version. Throws if malformed. */
   restore(state: unknown): void;
