@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { type SipRequest, type SipResponse, type Source, parseMessage } from '../../src/core/sip/index.js';
+import { type SipRequest, type SipResponse, type Source, parseMessage, serialize } from '../../src/core/sip/index.js';
 import { type ServerTransaction, TransactionLayer } from '../../src/core/transaction/index.js';
 import { FakeClock } from '../support/fake-clock.js';
 
@@ -431,5 +431,49 @@ describe('server transaction limits', () => {
     layer.close();
     expect(clock.size).toBe(0);
     expect(layer.stats.serverTransactions).toBe(0);
+  });
+});
+
+describe('completed transactions kept as response bytes', () => {
+  it('repeats to each retransmission exactly the bytes first sent for it, across many records sharing storage', () => {
+    const clock = new FakeClock();
+    const sent: Buffer[] = [];
+    const delivered: ServerTransaction[] = [];
+    const layer = new TransactionLayer({
+      transport: {
+        send: async () => undefined,
+        sendResponse: async () => {
+          throw new Error('a transport that prepares responses gets them prepared');
+        },
+        prepareResponse: (res: SipResponse, to?: Source) => ({ bytes: serialize(res), target: { transport: 'udp' as const, address: '192.0.2.10', port: 5060 }, to }),
+        sendPrepared: async (p: { bytes: Buffer }) => {
+          // What the socket would be handed: copied at once, as sending does.
+          sent.push(Buffer.from(p.bytes));
+        },
+      },
+      logger: pino({ level: 'silent' }),
+      timers: clock,
+      onRequest: (_req, tx) => delivered.push(tx!),
+    });
+    // Responses of different lengths, ~600 of them: together several times the storage a few
+    // hundred records share, so that records sit on both sides of every boundary.
+    const count = 600;
+    const first: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      layer.receive(request('REGISTER', { branch: `z9hG4bKrec${i}`, cseq: i + 1 }));
+      const reason = `Unauthorized ${'x'.repeat(i % 97)}`;
+      delivered[i]!.replyStatus(401, { reason, toTag: `t${i}`, headers: [['WWW-Authenticate', `Digest realm="example.com", nonce="n${i}"`]] });
+      first.push(sent[sent.length - 1]!);
+    }
+    expect(sent).toHaveLength(count);
+    clock.advance(2_000);
+    for (let i = count - 1; i >= 0; i--) {
+      layer.receive(request('REGISTER', { branch: `z9hG4bKrec${i}`, cseq: i + 1 }));
+      const again = sent[sent.length - 1]!;
+      expect(again.equals(first[i]!)).toBe(true);
+      expect(again.toString('latin1')).toContain(`nonce="n${i}"`);
+    }
+    expect(sent).toHaveLength(2 * count);
+    expect(delivered).toHaveLength(count);
   });
 });
