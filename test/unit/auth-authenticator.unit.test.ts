@@ -621,7 +621,7 @@ describe('backend_unavailable', () => {
     expect(double.signals[0]!.reason).toBeInstanceOf(BackendUnavailableError);
   });
 
-  it('given a backend that reads the abort signal only after the budget ran out, then it finds the signal aborted, and the deadline it was given is the budget', async () => {
+  it('given a backend that first reads the abort signal after the budget ran out, then it finds the signal aborted, and the deadline it was given is the budget', async () => {
     let seen: LookupOptions | undefined;
     let startedAt = 0;
     const store: CredentialStore = {

@@ -50,7 +50,7 @@ describe('writeJsonInSlices', () => {
     const r = await text(value, 8 * 1024);
     running = false;
     expect(r.pieces).toBeGreaterThan(5);
-    // Other callbacks ran while the text was being written, not only after.
+    // Other callbacks ran while the text was being written, not just after it.
     expect(turns).toBeGreaterThanOrEqual(r.pieces - 1);
   });
 
