@@ -2,7 +2,7 @@
  * System calls, context switches and CPU per authenticated registration, of the real processes at a
  * fixed rate: one or more sipledger builds (A/B) against Kamailio, interleaved per round.
  *
- *   npx tsx bench/sip/syscalls.ts -- [--bin A=/tmp/wt-a/dist/src/cli/main.js] [--bin B=...]
+ *   npx tsx bench/sip/syscalls.ts [--bin A=/tmp/wt-a/dist/src/cli/main.js] [--bin B=...]
  *                                    [--kam 1] [--rate 500] [--seconds 10] [--rounds 3] [--users 10000]
  *                                    [--trace] [--no-count] [--keep]
  *
@@ -46,7 +46,6 @@ const { values: args } = parseArgs({
     env: { type: 'string', multiple: true },
     keep: { type: 'boolean', default: false },
   },
-  allowPositionals: true,
 });
 
 const rate = Number(args.rate);
