@@ -61,7 +61,7 @@ export type BackendConfig =
     };
 
 export type LogConfig =
-  | { type: 'file'; dir: string; fsync?: 'always' | 'batch' | 'none'; segmentBytes?: number }
+  | { type: 'file'; dir: string; fsync?: 'always' | 'batch' | 'none'; segmentBytes?: number; lingerMs?: number }
   | { type: 'kafka'; brokers: string[]; topic: string; clientId?: string; fetchWaitMs?: number }
   | { type: 'memory' };
 

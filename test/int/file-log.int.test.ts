@@ -77,6 +77,49 @@ describe('FileLog on disk', () => {
     await log.close();
   });
 
+  it('deferrable appends made apart wait for company: one group, in order, read back once they resolve', async () => {
+    const log = await FileLog.open({ dir: await tempDir(), lingerMs: 200, logger: silent });
+    const first = log.append([bound('a', 1, T0)], { deferrable: true });
+    // A later turn of the event loop: without the linger this would be a group of its own.
+    const second = await new Promise<Promise<unknown>>((resolve) => setTimeout(() => resolve(log.append([bound('b', 2, T0)], { deferrable: true })), 5));
+    await Promise.all([first, second]);
+    expect(log.stats.appends).toBe(2);
+    expect(log.stats.groups).toBe(1);
+    expect((await readAll(log)).map((r) => (r.event as { aor?: string }).aor)).toEqual(['sip:a@example.com', 'sip:b@example.com']);
+    await log.close();
+  });
+
+  it('an append that someone waits on starts its group at once and takes lingering deferrable appends along', async () => {
+    // A linger far longer than the test's time limit: the appends can only resolve through the second one.
+    const log = await FileLog.open({ dir: await tempDir(), lingerMs: 60_000, logger: silent });
+    const deferred = log.append([bound('a', 1, T0)], { deferrable: true });
+    const urgent = await new Promise<Promise<unknown>>((resolve) => setImmediate(() => resolve(log.append([bound('b', 2, T0)]))));
+    await Promise.all([deferred, urgent]);
+    expect(log.stats.groups).toBe(1);
+    expect((await readAll(log)).map((r) => (r.event as { aor?: string }).aor)).toEqual(['sip:a@example.com', 'sip:b@example.com']);
+    await log.close();
+  });
+
+  it('close writes deferrable appends that are still lingering, and they are there after reopening', async () => {
+    const dir = await tempDir();
+    const log = await FileLog.open({ dir, lingerMs: 60_000, logger: silent });
+    const deferred = log.append([bound('a', 1, T0)], { deferrable: true });
+    await log.close();
+    await deferred;
+    const reopened = await FileLog.open({ dir, logger: silent });
+    expect((await readAll(reopened)).map((r) => r.event.type)).toEqual(['contact.bound']);
+    await reopened.close();
+  });
+
+  it('lingerMs 0 writes a deferrable append in the next group like any other', async () => {
+    const log = await FileLog.open({ dir: await tempDir(), lingerMs: 0, logger: silent });
+    await log.append([bound('a', 1, T0)], { deferrable: true });
+    await new Promise((r) => setTimeout(r, 5));
+    await log.append([bound('b', 2, T0)], { deferrable: true });
+    expect(log.stats.groups).toBe(2);
+    await log.close();
+  });
+
   it('every policy keeps what it acknowledged, in order, across large groups and segment roll-overs', async () => {
     for (const fsync of ['batch', 'always', 'none'] as const) {
       const dir = await tempDir();

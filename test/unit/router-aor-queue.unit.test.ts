@@ -70,13 +70,16 @@ function transaction(request: SipRequest): RouterTransaction & { answers: SipRes
 }
 
 /** A ledger whose appends wait until released, one at a time, in order. */
-function heldLedger(): RouterLedger & { appended: SipledgerEvent[][]; releaseNext(): void } {
+function heldLedger(): RouterLedger & { appended: SipledgerEvent[][]; deferrable: boolean[]; releaseNext(): void } {
   const appended: SipledgerEvent[][] = [];
+  const deferrable: boolean[] = [];
   const waiting: Array<() => void> = [];
   return {
     appended,
-    append(events) {
+    deferrable,
+    append(events, opts) {
       appended.push([...events]);
+      deferrable.push(opts?.deferrable === true);
       return new Promise<void>((resolve) => waiting.push(resolve));
     },
     location: { bindings: () => [] },
@@ -123,6 +126,8 @@ describe('router: REGISTERs waiting for their AOR', () => {
     expect(ledger.appended.map((events) => events[0]!.type)).toEqual(['auth.succeeded', 'auth.succeeded']);
     expect(bindingEvents([ledger.appended[0]!])).toBeGreaterThan(0);
     expect(bindingEvents([ledger.appended[1]!])).toBe(0);
+    // The binding gates a's 200 OK and is written at once; c's record answers nobody and may wait.
+    expect(ledger.deferrable).toEqual([false, true]);
 
     ledger.releaseNext(); // a's
     await settle();

@@ -13,7 +13,10 @@
  * - `batch` (default): group commit. Appends made in the same turn of the event loop, and those that
  *   arrive while the previous group is being written, form the next group: one write for all of
  *   them, made durable as fdatasync() would. Each append resolves after its group is durable, so
- *   an acknowledged event survives a process crash and a power loss.
+ *   an acknowledged event survives a process crash and a power loss. A deferrable append (one that
+ *   answers nobody: a call step, an authentication record) waits up to `lingerMs` (10 ms) for other
+ *   appends before its group starts, so that records arriving one by one share a write; any other
+ *   append starts the group at once and takes the waiting ones along, in order.
  * - `always`: every append is written and synced on its own, as fsync() would (no coalescing): the
  *   same promise, with file metadata synced too, at a much lower throughput. For disks where batching
  *   is not wanted.
@@ -46,6 +49,7 @@ import type { Logger } from 'pino';
 import { crc32c } from '../../core/log/crc32c.js';
 import {
   LogError,
+  type AppendOptions,
   type AppendResult,
   type EventLog,
   type LogPosition,
@@ -66,6 +70,11 @@ export interface FileLogConfig {
   readonly fsync?: FsyncPolicy;
   /** A new segment starts once the current one reaches this size. Default 64 MiB. */
   readonly segmentBytes?: number;
+  /**
+   * How long a deferrable append (AppendOptions.deferrable) may wait for company before its group is
+   * written, in ms. Default 10; 0 writes it in the next group like any other append.
+   */
+  readonly lingerMs?: number;
 }
 
 export interface FileLogOptions extends FileLogConfig {
@@ -92,6 +101,7 @@ interface PendingAppend {
   readonly events: readonly SipledgerEvent[];
   readonly frames: Buffer[];
   readonly bytes: number;
+  readonly deferrable: boolean;
   readonly resolve: (r: AppendResult) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -190,8 +200,14 @@ export class FileLog implements EventLog {
   /** Logical offset up to which records are written and durable under the policy: what readers see. */
   #durableEnd: number;
   #pending: PendingAppend[] = [];
-  /** A group is being written; appends queue in #pending meanwhile and form the next group. */
+  /**
+   * A group is being written or about to be (its start is scheduled); appends queue in #pending
+   * meanwhile and join it or form the next group.
+   */
   #writing = false;
+  readonly #lingerMs: number;
+  /** Armed while #pending holds only deferrable appends and no group is being written. */
+  #lingerTimer: NodeJS.Timeout | undefined;
   /** Set by close() while a group is being written: called once the queue is empty. */
   #onIdle: (() => void) | undefined;
   #failed: LogError | null = null;
@@ -211,6 +227,7 @@ export class FileLog implements EventLog {
     this.identity = identity;
     this.#policy = opts.fsync ?? 'batch';
     this.#segmentBytes = Math.max(HEADER + 1, opts.segmentBytes ?? 64 * 1024 * 1024);
+    this.#lingerMs = Math.max(0, opts.lingerMs ?? 10);
     this.#logger = opts.logger;
     this.#upcasters = opts.upcasters ?? defaultUpcasters;
     this.#segments = segments;
@@ -385,7 +402,7 @@ export class FileLog implements EventLog {
 
   // ---------------------------------------------------------------------------------------- append
 
-  append(events: readonly SipledgerEvent[]): Promise<AppendResult> {
+  append(events: readonly SipledgerEvent[], opts?: AppendOptions): Promise<AppendResult> {
     if (this.#closed) return Promise.reject(new LogError('LOG_CLOSED', 'log is closed', false));
     if (this.#failed) return Promise.reject(this.#failed);
     const frames: Buffer[] = [];
@@ -402,20 +419,41 @@ export class FileLog implements EventLog {
       frames.push(frame);
       bytes += frame.length;
     }
+    const deferrable = opts?.deferrable === true && this.#lingerMs > 0;
     return new Promise<AppendResult>((resolve, reject) => {
-      this.#pending.push({ events, frames, bytes, resolve, reject });
-      if (!this.#writing) {
-        // The first append after a pause starts a group in the check phase of this turn of the event
-        // loop (setImmediate), after every I/O callback the poll phase delivered: appends made by
-        // datagrams and database replies that arrived together share one write and one trip through
-        // the thread pool, at no added wait (the loop does not sleep before the check phase).
-        this.#writing = true;
-        setImmediate(this.#startGroup);
+      this.#pending.push({ events, frames, bytes, deferrable, resolve, reject });
+      if (this.#writing) return;
+      if (deferrable) {
+        // Nobody waits on it: it waits up to lingerMs for other appends to share its write (call
+        // steps and authentication records arrive one by one, each would otherwise cost a sync).
+        this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
+        return;
       }
+      // The first append after a pause starts a group in the check phase of this turn of the event
+      // loop (setImmediate), after every I/O callback the poll phase delivered: appends made by
+      // datagrams and database replies that arrived together share one write and one trip through
+      // the thread pool, at no added wait (the loop does not sleep before the check phase). Deferred
+      // appends waiting for their linger go along.
+      this.#disarmLinger();
+      this.#writing = true;
+      setImmediate(this.#startGroup);
     });
   }
 
   readonly #startGroup = (): void => this.#flush();
+
+  readonly #lingerEnded = (): void => {
+    this.#lingerTimer = undefined;
+    if (this.#writing || this.#pending.length === 0) return;
+    this.#writing = true;
+    this.#flush();
+  };
+
+  #disarmLinger(): void {
+    if (this.#lingerTimer === undefined) return;
+    clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+  }
 
   /**
    * Writes the next group: everything queued while the previous group was written goes in one write,
@@ -516,8 +554,16 @@ export class FileLog implements EventLog {
 
   #next(): void {
     this.#writing = false;
-    if (this.#pending.length > 0) this.#flush();
-    else if (this.#onIdle) {
+    if (this.#pending.length > 0) {
+      // Only deferrable appends came in meanwhile: they linger for company, unless the log closes.
+      if (!this.#closed && !this.#pending.some((a) => !a.deferrable)) {
+        this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
+        return;
+      }
+      this.#disarmLinger();
+      this.#writing = true;
+      this.#flush();
+    } else if (this.#onIdle) {
       const idle = this.#onIdle;
       this.#onIdle = undefined;
       idle();
@@ -709,6 +755,12 @@ export class FileLog implements EventLog {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (!this.#writing && this.#pending.length > 0) {
+      // Deferred appends lingering: written now.
+      this.#disarmLinger();
+      this.#writing = true;
+      this.#flush();
+    }
     if (this.#writing) await new Promise<void>((resolve) => (this.#onIdle = resolve));
     this.#live.clear();
     await closeRaw(this.#fd).catch(() => undefined);

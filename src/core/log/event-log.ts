@@ -25,6 +25,16 @@ export interface ReadOptions {
   readonly signal?: AbortSignal;
 }
 
+export interface AppendOptions {
+  /**
+   * Nothing waits on this batch before answering anyone (an audit record of a call step, an
+   * authentication outcome whose answer is already sent): a log may hold it back briefly so that it
+   * shares a durable write with the batches around it. The promise is unchanged: append still
+   * resolves only once the batch is durable, and batches keep their order.
+   */
+  readonly deferrable?: boolean;
+}
+
 export interface AppendResult {
   /** A cursor that covers this batch (partial for partitioned logs: only the partitions written). */
   readonly position: LogPosition;
@@ -55,7 +65,7 @@ export interface EventLog {
    * Appends a batch. Resolves when the batch is durable under the log's policy; rejects with a
    * LogError when it is not, in which case nothing may be assumed about the batch.
    */
-  append(events: readonly SipledgerEvent[]): Promise<AppendResult>;
+  append(events: readonly SipledgerEvent[], opts?: AppendOptions): Promise<AppendResult>;
   /** The records from a cursor up to the end as it was when the read began, then stops. */
   read(from: LogPosition | 'start', opts?: ReadOptions): AsyncIterable<LogRecord>;
   /**

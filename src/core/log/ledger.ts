@@ -19,6 +19,7 @@ import {
   isLogPosition,
   LogError,
   START,
+  type AppendOptions,
   type EventLog,
   type LogPosition,
   type LogRecord,
@@ -227,9 +228,10 @@ export class Ledger {
   /**
    * Appends events and resolves when they are durable and applied to this ledger's projections.
    * Rejects with a LogError: LOG_INVALID_EVENT (not retriable) when an event fails its schema, or the
-   * log's own error when the append was not made durable.
+   * log's own error when the append was not made durable. `opts.deferrable` lets the log hold the
+   * batch back briefly to share a write (EventLog.append).
    */
-  async append(events: readonly SipledgerEvent[]): Promise<void> {
+  async append(events: readonly SipledgerEvent[], opts?: AppendOptions): Promise<void> {
     if (this.#closed) throw new LogError('LOG_CLOSED', 'ledger is closed', false);
     if (events.length === 0) return;
     if (this.#validate) {
@@ -239,7 +241,7 @@ export class Ledger {
         if (!result.ok) throw new LogError('LOG_INVALID_EVENT', `invalid event: ${result.errors.join('; ')}`, false);
       }
     }
-    const { position } = await this.#log.append(events);
+    const { position } = await this.#log.append(events, opts);
     const applied = this.#waitFor(position);
     if (covers(this.#position, position)) return;
     let timer: NodeJS.Timeout | undefined;

@@ -52,7 +52,8 @@ export interface RouterAuth {
 
 /** What the router needs of the ledger. */
 export interface RouterLedger {
-  append(events: readonly SipledgerEvent[]): Promise<void>;
+  /** `deferrable`: nothing waits on these events, the log may hold them back to share a write. */
+  append(events: readonly SipledgerEvent[], opts?: { readonly deferrable?: boolean }): Promise<void>;
   readonly location: { bindings(aor: string, now: number): readonly RouterBinding[] };
 }
 
@@ -101,6 +102,8 @@ const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDAT
 const SUPPORTED = 'path, outbound';
 /** Extensions sipledger as a proxy understands in Proxy-Require (s16.3 step 5). */
 const PROXY_EXTENSIONS = new Set<string>([]);
+/** Records that gate no answer (call steps, authentication outcomes) may wait to share a log write. */
+const DEFERRABLE = Object.freeze({ deferrable: true });
 
 export class Router {
   readonly stats: RouterStats = { requests: {}, responses: {}, authOutcomes: {}, registrations: 0, appendFailures: 0, aorQueueFull: 0, staleRegistrations: 0 };
@@ -520,7 +523,7 @@ export class Router {
   private async appendQuietly(events: readonly SipledgerEvent[]): Promise<void> {
     if (events.length === 0) return;
     try {
-      await this.opts.ledger.append(events);
+      await this.opts.ledger.append(events, DEFERRABLE);
     } catch (err) {
       this.stats.appendFailures++;
       this.opts.logger.warn({ err: (err as Error).message, types: events.map((e) => e.type) }, 'events not recorded');

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBase64url, randomHex } from './random-pool.js';
 import { type HeaderField, SipRequest, SipResponse } from './message.js';
 import { headerKey } from './headers.js';
 
@@ -85,11 +85,12 @@ function hasTag(toValue: string): boolean {
   return /;\s*tag\s*=/i.test(toValue);
 }
 
+/** A To or From tag: 64 random bits (RFC 3261 s19.3 asks for at least 32). */
 export function newTag(): string {
-  return randomBytes(8).toString('hex');
+  return randomHex(8);
 }
 
 /** A branch parameter with the RFC 3261 magic cookie (s8.1.1.7). */
 export function newBranch(): string {
-  return `z9hG4bK${randomBytes(10).toString('base64url')}`;
+  return `z9hG4bK${randomBase64url(10)}`;
 }

@@ -1,6 +1,6 @@
 import { type ResponseOptions, type SipRequest, type SipResponse, createResponse } from '../sip/index.js';
 import type { TransactionContext } from './context.js';
-import { poolTag } from './tags.js';
+import { newTag } from '../sip/response.js';
 import { TimerSet } from './timers.js';
 
 /**
@@ -75,7 +75,7 @@ export abstract class ServerTransactionBase implements ServerTransaction {
 
   /** Made on first use: relayed responses carry the downstream tag and never need ours. */
   get toTag(): string {
-    return (this.tag ??= poolTag());
+    return (this.tag ??= newTag());
   }
 
   abstract reply(res: SipResponse): void;
