@@ -347,6 +347,7 @@ async function openLog(config: SipledgerConfig, logger: Logger): Promise<EventLo
     topic: log.topic,
     clientId: log.clientId ?? `sipledger-${config.instance ?? process.pid}`,
     ...(log.fetchWaitMs !== undefined ? { maxWaitTimeInMs: log.fetchWaitMs } : {}),
+    ...(log.lingerMs !== undefined ? { lingerMs: log.lingerMs } : {}),
     logger: logger.child({ module: 'kafka-log' }),
   });
 }

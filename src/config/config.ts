@@ -62,7 +62,7 @@ export type BackendConfig =
 
 export type LogConfig =
   | { type: 'file'; dir: string; fsync?: 'always' | 'batch' | 'none'; segmentBytes?: number; lingerMs?: number }
-  | { type: 'kafka'; brokers: string[]; topic: string; clientId?: string; fetchWaitMs?: number }
+  | { type: 'kafka'; brokers: string[]; topic: string; clientId?: string; fetchWaitMs?: number; lingerMs?: number }
   | { type: 'memory' };
 
 export interface SipledgerConfig {

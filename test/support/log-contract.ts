@@ -163,6 +163,43 @@ export function eventLogContract(name: string, make: () => Promise<LogUnderTest>
       }
     });
 
+    it('deferrable appends resolve once readable and keep their order with the appends around them', async () => {
+      const t = await make();
+      try {
+        const d1 = batchOf(3, 'd');
+        const u = batchOf(2, 'u');
+        const d2 = batchOf(2, 'e');
+        const results = await Promise.all([t.log.append(d1, { deferrable: true }), t.log.append(u), t.log.append(d2, { deferrable: true })]);
+        const end = await t.log.end();
+        for (const r of results) expect(covers(end, r.position)).toBe(true);
+        check([...d1, ...u, ...d2], (await readAll(t.log)).map((r) => r.event));
+        // One alone, with nothing else to wait for, still resolves (once its linger is over).
+        const alone = batchOf(1, 'f');
+        await t.log.append(alone, { deferrable: true });
+        check([...d1, ...u, ...d2, ...alone], (await readAll(t.log)).map((r) => r.event));
+      } finally {
+        await t.cleanup();
+      }
+    });
+
+    it('close writes a deferrable append that is still waiting, and it is there after reopening', async () => {
+      const t = await make();
+      try {
+        const written = batchOf(2, 'g');
+        const appended = t.log.append(written, { deferrable: true });
+        if (!t.reopen) {
+          await appended;
+          check(written, (await readAll(t.log)).map((r) => r.event));
+          return;
+        }
+        const again = await t.reopen();
+        await appended;
+        check(written, (await readAll(again)).map((r) => r.event));
+      } finally {
+        await t.cleanup();
+      }
+    });
+
     it('rejects appends after close with a LogError', async () => {
       const t = await make();
       try {

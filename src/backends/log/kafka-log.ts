@@ -25,6 +25,7 @@ import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type LogEntry
 import type { Logger } from 'pino';
 import {
   LogError,
+  type AppendOptions,
   type AppendResult,
   type EventLog,
   type LogPosition,
@@ -41,6 +42,11 @@ export interface KafkaLogConfig {
   readonly brokers: string[];
   readonly topic: string;
   readonly clientId?: string;
+  /**
+   * How long a deferrable append (AppendOptions.deferrable) may wait for company before it is sent,
+   * in ms. Default 10; 0 sends it with the next produce request like any other append.
+   */
+  readonly lingerMs?: number;
 }
 
 export interface KafkaLogOptions extends KafkaLogConfig {
@@ -54,6 +60,7 @@ export interface KafkaLogOptions extends KafkaLogConfig {
 
 interface PendingAppend {
   readonly events: readonly SipledgerEvent[];
+  readonly deferrable: boolean;
   readonly resolve: (r: AppendResult) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -92,12 +99,16 @@ export class KafkaLog implements EventLog {
   #pending: PendingAppend[] = [];
   #flushing: Promise<void> | null = null;
   #closed = false;
+  readonly #lingerMs: number;
+  /** Armed while #pending holds only deferrable appends and nothing is being sent. */
+  #lingerTimer: NodeJS.Timeout | undefined;
 
   private constructor(opts: KafkaLogOptions, kafka: Kafka, producer: Producer, admin: Admin, partitions: number[]) {
     this.#kafka = kafka;
     this.#producer = producer;
     this.#admin = admin;
     this.#topic = opts.topic;
+    this.#lingerMs = Math.max(0, opts.lingerMs ?? 10);
     this.identity = `kafka:${opts.topic}`;
     this.#logger = opts.logger;
     this.#upcasters = opts.upcasters ?? defaultUpcasters;
@@ -162,18 +173,46 @@ export class KafkaLog implements EventLog {
 
   // ---------------------------------------------------------------------------------------- append
 
-  append(events: readonly SipledgerEvent[]): Promise<AppendResult> {
+  append(events: readonly SipledgerEvent[], opts?: AppendOptions): Promise<AppendResult> {
     if (this.#closed) return Promise.reject(new LogError('LOG_CLOSED', 'log is closed', false));
     if (events.length === 0) return Promise.resolve({ position: {} });
+    const deferrable = opts?.deferrable === true && this.#lingerMs > 0;
     return new Promise((resolve, reject) => {
-      this.#pending.push({ events, resolve, reject });
-      this.#flushing ??= this.#flushLoop();
+      this.#pending.push({ events, deferrable, resolve, reject });
+      if (this.#flushing) return;
+      // A deferrable append waits up to lingerMs for others to share its produce request; any other
+      // append is sent at once and takes the waiting ones along, in order.
+      if (deferrable) this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
+      else this.#startFlush();
     });
+  }
+
+  readonly #lingerEnded = (): void => {
+    this.#lingerTimer = undefined;
+    if (!this.#flushing && this.#pending.length > 0) this.#startFlush();
+  };
+
+  #startFlush(): void {
+    if (this.#lingerTimer !== undefined) {
+      clearTimeout(this.#lingerTimer);
+      this.#lingerTimer = undefined;
+    }
+    this.#flushing = this.#flushLoop();
   }
 
   async #flushLoop(): Promise<void> {
     try {
-      while (this.#pending.length > 0) await this.#send(this.#pending.splice(0));
+      // The first batch goes at once (an append someone waits on, or a linger that ended).
+      let first = true;
+      while (this.#pending.length > 0) {
+        // Only deferrable appends came in while a batch was sent: they linger, unless the log closes.
+        if (!first && !this.#closed && !this.#pending.some((a) => !a.deferrable)) {
+          this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
+          break;
+        }
+        first = false;
+        await this.#send(this.#pending.splice(0));
+      }
     } finally {
       this.#flushing = null;
     }
@@ -434,6 +473,8 @@ export class KafkaLog implements EventLog {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Deferrable appends still lingering are sent now.
+    if (!this.#flushing && this.#pending.length > 0) this.#startFlush();
     while (this.#flushing) await this.#flushing;
     await Promise.all([...this.#consumers].map((c) => this.#stop(c)));
     await this.#producer.disconnect().catch(() => undefined);
