@@ -90,7 +90,7 @@ describe('FileLog on disk', () => {
   });
 
   it('an append that someone waits on starts its group at once and takes lingering deferrable appends along', async () => {
-    // A linger far longer than the test's time limit: the appends can only resolve through the second one.
+    // A linger far longer than the test's time limit: the second append is what lets both resolve.
     const log = await FileLog.open({ dir: await tempDir(), lingerMs: 60_000, logger: silent });
     const deferred = log.append([bound('a', 1, T0)], { deferrable: true });
     const urgent = await new Promise<Promise<unknown>>((resolve) => setImmediate(() => resolve(log.append([bound('b', 2, T0)]))));
