@@ -244,10 +244,10 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
       location: ledger.location,
       // A request waits a bounded time for durability (a slow disk, Kafka unreachable): then 503.
       // The latency histogram is the wait before a 200 OK: deferrable records (answering nobody) stay out of it.
-      append: (events, opts) =>
-        opts?.deferrable
-          ? withDeadline(ledger.append(events, opts), config.registrar.appendTimeoutMs)
-          : timed(appendLatency, () => withDeadline(ledger.append(events, opts), config.registrar.appendTimeoutMs)),
+      append: (events, opts) => {
+        const appended = (): Promise<void> => withDeadline(ledger.append(events, opts), config.registrar.appendTimeoutMs);
+        return opts?.deferrable ? appended() : timed(appendLatency, appended);
+      },
     },
     proxy,
     guard,
@@ -378,10 +378,9 @@ function normalizeAor(s: string): string {
   return at === -1 ? withScheme : withScheme.slice(0, at + 1) + withScheme.slice(at + 1).toLowerCase();
 }
 
-/** Rejects when `p` has not settled within `ms` (the append may still complete later). */
 /**
  * Lookup options for a budget of `ms` from now. The AbortSignal (a timer, and an exception object
- * when it fires) is made only if the backend reads it; the MySQL backend takes the deadline.
+ * when it fires) is made when a backend reads it, and not otherwise; the MySQL backend takes the deadline.
  */
 function lookupWithin(ms: number): LookupOptions {
   const deadline = performance.now() + ms;
@@ -394,6 +393,7 @@ function lookupWithin(ms: number): LookupOptions {
   };
 }
 
+/** Rejects when `p` has not settled within `ms` (the append may still complete later). */
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {

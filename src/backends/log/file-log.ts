@@ -206,7 +206,7 @@ export class FileLog implements EventLog {
    */
   #writing = false;
   readonly #lingerMs: number;
-  /** Armed while #pending holds only deferrable appends and no group is being written. */
+  /** Armed while every append in #pending is deferrable and no group is being written. */
   #lingerTimer: NodeJS.Timeout | undefined;
   /** Set by close() while a group is being written: called once the queue is empty. */
   #onIdle: (() => void) | undefined;
@@ -426,7 +426,7 @@ export class FileLog implements EventLog {
       if (deferrable) {
         // Nobody waits on it: it waits up to lingerMs for other appends to share its write (call
         // steps and authentication records arrive one by one, each would otherwise cost a sync).
-        this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
+        this.#lingerTimer ??= setTimeout(this.#writeLingering, this.#lingerMs);
         return;
       }
       // The first append after a pause starts a group in the check phase of this turn of the event
@@ -442,8 +442,9 @@ export class FileLog implements EventLog {
 
   readonly #startGroup = (): void => this.#flush();
 
-  readonly #lingerEnded = (): void => {
-    this.#lingerTimer = undefined;
+  /** Starts a group now with what is pending (lingering deferrable appends included), if idle. */
+  readonly #writeLingering = (): void => {
+    this.#disarmLinger();
     if (this.#writing || this.#pending.length === 0) return;
     this.#writing = true;
     this.#flush();
@@ -555,14 +556,9 @@ export class FileLog implements EventLog {
   #next(): void {
     this.#writing = false;
     if (this.#pending.length > 0) {
-      // Only deferrable appends came in meanwhile: they linger for company, unless the log closes.
-      if (!this.#closed && !this.#pending.some((a) => !a.deferrable)) {
-        this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
-        return;
-      }
-      this.#disarmLinger();
-      this.#writing = true;
-      this.#flush();
+      // Every append that came in meanwhile is deferrable: they linger for company, unless the log closes.
+      if (!this.#closed && !this.#pending.some((a) => !a.deferrable)) this.#lingerTimer ??= setTimeout(this.#writeLingering, this.#lingerMs);
+      else this.#writeLingering();
     } else if (this.#onIdle) {
       const idle = this.#onIdle;
       this.#onIdle = undefined;
@@ -755,12 +751,8 @@ export class FileLog implements EventLog {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (!this.#writing && this.#pending.length > 0) {
-      // Deferred appends lingering: written now.
-      this.#disarmLinger();
-      this.#writing = true;
-      this.#flush();
-    }
+    // Deferrable appends still lingering are written now.
+    this.#writeLingering();
     if (this.#writing) await new Promise<void>((resolve) => (this.#onIdle = resolve));
     this.#live.clear();
     await closeRaw(this.#fd).catch(() => undefined);

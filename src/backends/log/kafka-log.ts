@@ -100,7 +100,7 @@ export class KafkaLog implements EventLog {
   #flushing: Promise<void> | null = null;
   #closed = false;
   readonly #lingerMs: number;
-  /** Armed while #pending holds only deferrable appends and nothing is being sent. */
+  /** Armed while every append in #pending is deferrable and nothing is being sent. */
   #lingerTimer: NodeJS.Timeout | undefined;
 
   private constructor(opts: KafkaLogOptions, kafka: Kafka, producer: Producer, admin: Admin, partitions: number[]) {
@@ -182,32 +182,28 @@ export class KafkaLog implements EventLog {
       if (this.#flushing) return;
       // A deferrable append waits up to lingerMs for others to share its produce request; any other
       // append is sent at once and takes the waiting ones along, in order.
-      if (deferrable) this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
-      else this.#startFlush();
+      if (deferrable) this.#lingerTimer ??= setTimeout(this.#sendLingering, this.#lingerMs);
+      else this.#sendLingering();
     });
   }
 
-  readonly #lingerEnded = (): void => {
-    this.#lingerTimer = undefined;
-    if (!this.#flushing && this.#pending.length > 0) this.#startFlush();
-  };
-
-  #startFlush(): void {
+  /** Starts sending what is pending (lingering deferrable appends included), unless a send is under way. */
+  readonly #sendLingering = (): void => {
     if (this.#lingerTimer !== undefined) {
       clearTimeout(this.#lingerTimer);
       this.#lingerTimer = undefined;
     }
-    this.#flushing = this.#flushLoop();
-  }
+    if (!this.#flushing && this.#pending.length > 0) this.#flushing = this.#flushLoop();
+  };
 
   async #flushLoop(): Promise<void> {
     try {
       // The first batch goes at once (an append someone waits on, or a linger that ended).
       let first = true;
       while (this.#pending.length > 0) {
-        // Only deferrable appends came in while a batch was sent: they linger, unless the log closes.
+        // Every append that came in while a batch was sent is deferrable: they linger, unless the log closes.
         if (!first && !this.#closed && !this.#pending.some((a) => !a.deferrable)) {
-          this.#lingerTimer ??= setTimeout(this.#lingerEnded, this.#lingerMs);
+          this.#lingerTimer ??= setTimeout(this.#sendLingering, this.#lingerMs);
           break;
         }
         first = false;
@@ -474,7 +470,7 @@ export class KafkaLog implements EventLog {
     if (this.#closed) return;
     this.#closed = true;
     // Deferrable appends still lingering are sent now.
-    if (!this.#flushing && this.#pending.length > 0) this.#startFlush();
+    this.#sendLingering();
     while (this.#flushing) await this.#flushing;
     await Promise.all([...this.#consumers].map((c) => this.#stop(c)));
     await this.#producer.disconnect().catch(() => undefined);

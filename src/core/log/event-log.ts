@@ -30,7 +30,7 @@ export interface AppendOptions {
    * Nothing waits on this batch before answering anyone (an audit record of a call step, an
    * authentication outcome whose answer is already sent): a log may hold it back briefly so that it
    * shares a durable write with the batches around it. The promise is unchanged: append still
-   * resolves only once the batch is durable, and batches keep their order.
+   * resolves once the batch is durable and not before, and batches keep their order.
    */
   readonly deferrable?: boolean;
 }
