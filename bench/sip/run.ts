@@ -3,8 +3,8 @@
  *
  *   npm run bench:sip -- [--quick] [--rounds 3] [--users 10000] [--systems sipledger,sipledger-cache,kam-db0,kam-db1,kam-db3]
  *                        [--fixed-seconds 15] [--step-seconds 10] [--warm-seconds 35] [--settle-seconds 35] [--reg-rate 500] [--call-rate 150]
- *                        [--reg-ladder 250,500,750,...] [--call-ladder 100,200,300,...] [--no-calls]
- *                        [--no-ladder] [--bin dist/src/cli/main.js] [--node-arg=--cpu-prof] [--workers 4]
+ *                        [--reg-ladder 250,500,750,...] [--call-ladder 100,200,300,...] [--no-calls] [--no-reg]
+ *                        [--no-ladder] [--bin dist/src/cli/main.js] [--ab LABEL=PATH/main.js ...] [--node-arg=--cpu-prof] [--workers 4]
  *                        [--keep] [--json FILE]
  *
  * Defaults: sipledger, kam-db0 and kam-db1; 3 rounds, 15 s fixed-rate runs, 10 s ladder steps,
@@ -33,7 +33,10 @@
  *       db_mode 0's, every system at that same rate;
  *  5. medians over rounds and ratios (sipledger / Kamailio).
  *
- * Figures move by +-30% between runs on a shared machine: compare systems within one run.
+ * Figures move by +-30% between runs on a shared machine: compare systems within one run. To compare
+ * two builds of sipledger, give each with --ab (e.g. --ab base=/tmp/base/dist/src/cli/main.js
+ * --ab new=dist/src/cli/main.js --systems ''): each runs as system sipledger-LABEL, interleaved with
+ * the others like any system.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,8 +64,10 @@ const { values: args } = parseArgs({
     'reg-ladder': { type: 'string', default: '250,500,750,1000,1500,2000,2500,3000,4000,5000,6500,8000,10000' },
     'call-ladder': { type: 'string', default: '100,200,300,450,600,900,1200,1500,1800,2400' },
     'no-calls': { type: 'boolean', default: false },
+    'no-reg': { type: 'boolean', default: false },
     'no-ladder': { type: 'boolean', default: false },
     bin: { type: 'string', default: DEFAULT_BIN },
+    ab: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
     workers: { type: 'string', default: '4' },
     keep: { type: 'boolean', default: false },
@@ -87,7 +92,22 @@ const regRate = Number(args['reg-rate']);
 const callRate = Number(args['call-rate']);
 const regLadder = args['reg-ladder']!.split(',').map(Number);
 const callLadder = args['call-ladder']!.split(',').map(Number);
-const wanted = args.systems!.split(',').map((s) => s.trim());
+const wanted = args.systems!.split(',').map((s) => s.trim()).filter((s) => s !== '');
+/** Extra sipledger builds, each its own system (--ab LABEL=PATH). */
+const builds = new Map<string, string>();
+for (const spec of args.ab ?? []) {
+  const m = /^([A-Za-z0-9_-]+)=(.+)$/.exec(spec);
+  if (!m) {
+    console.error(`--ab ${spec}: expected LABEL=PATH/main.js (label of letters, digits, - or _)`);
+    process.exit(2);
+  }
+  if (!existsSync(m[2]!)) {
+    console.error(`--ab ${spec}: ${m[2]} does not exist`);
+    process.exit(2);
+  }
+  builds.set(`sipledger-${m[1]}`, m[2]!);
+  wanted.push(`sipledger-${m[1]}`);
+}
 const withCalls = !args['no-calls'];
 const withLadder = !args['no-ladder'];
 
@@ -189,7 +209,10 @@ try {
   log(`${files.users.length} subscribers provisioned`);
 
   for (const name of systems) {
-    if (name === 'sipledger' || name === 'sipledger-cache') {
+    const build = builds.get(name);
+    if (build !== undefined) {
+      running.push(await startSipledgerSystem({ workDir, bin: build, dbPort: db.port, nodeArgs: args['node-arg'] ?? [], name }));
+    } else if (name === 'sipledger' || name === 'sipledger-cache') {
       // sipledger-cache: the MySQL backend's positive credential cache on (cacheTtlMs 60 s); Kamailio's
       // reference config has none, so the plain variant is the like-for-like one.
       running.push(
@@ -220,7 +243,7 @@ try {
 
   for (let round = 1; round <= rounds; round++) {
     log(`---- round ${round}/${rounds}`);
-    for (const sys of running) await measure(sys, files, 'register', regRate, fixedSeconds, 'fixed-reg', round);
+    if (!args['no-reg']) for (const sys of running) await measure(sys, files, 'register', regRate, fixedSeconds, 'fixed-reg', round);
     if (withCalls) for (const sys of running) await measure(sys, files, 'call', callRate, fixedSeconds, 'fixed-call', round);
     if (withLadder) {
       for (const [kind, ladder] of [['register', regLadder], ...(withCalls ? [['call', callLadder]] : [])] as Array<['register' | 'call', number[]]>) {

@@ -209,19 +209,25 @@ describe('INVITE client transaction', () => {
     expect(clock.size).toBe(0);
   });
 
-  it('passes every 2xx up in Accepted (RFC 6026) and sends no ACK for it; after timer M they are strays', () => {
+  it('passes the first 2xx to the delegate; in Accepted (RFC 6026) further 2xx go to the stray handler, other responses are absorbed, no ACK is sent', () => {
     const { layer, wire, clock, events, delegate, strays } = setup();
     const tx = layer.sendRequest(outgoing('INVITE'), UDP_DEST, delegate);
     layer.receive(response(200));
+    expect(layer.stats.clientTransactions).toBe(0); // a compact record now, not the transaction
     layer.receive(response(200));
     layer.receive(response(486)); // nonsense after a 2xx: absorbed
-    expect(events).toEqual(['response 200', 'response 200']);
+    expect(events).toEqual(['response 200']);
+    expect(strays.map((r) => r.status)).toEqual([200]);
+    expect(layer.stats.strayResponses).toBe(0);
+    expect(layer.stats.responsesAbsorbed).toBe(1);
     expect(tx.state).toBe('Accepted');
     expect(sends(wire, 'ACK')).toEqual([]);
-    clock.advance(32_000);
+    clock.advance(32_000 + 100); // timer M, swept in steps of T1/5
     expect(tx.state).toBe('Terminated');
-    layer.receive(response(200));
-    expect(strays).toHaveLength(1);
+    expect(clock.size).toBe(0);
+    layer.receive(response(486));
+    expect(layer.stats.strayResponses).toBe(1); // no record any more: a plain stray
+    expect(strays.map((r) => r.status)).toEqual([200, 486]);
   });
 
   it('holds a CANCEL until a provisional response arrives (s9.1), then sends it with the INVITE identity', () => {

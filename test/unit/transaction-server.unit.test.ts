@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { type SipRequest, type SipResponse, type Source, parseMessage, serialize } from '../../src/core/sip/index.js';
+import { type SipRequest, type SipResponse, type Source, createResponse, parseMessage, serialize } from '../../src/core/sip/index.js';
 import { type ServerTransaction, TransactionLayer } from '../../src/core/transaction/index.js';
 import { FakeClock } from '../support/fake-clock.js';
 
@@ -277,8 +277,11 @@ describe('INVITE server transaction', () => {
     expect(delivered).toHaveLength(2);
     expect(delivered[1]!.req.method).toBe('ACK');
     expect(delivered[1]!.tx).toBeUndefined();
-    clock.advance(32_000);
+    expect(layer.findServer(request('INVITE'))).toBeUndefined(); // a compact record now
+    expect(layer.absorbs(request('INVITE'))).toBe(true);
+    clock.advance(32_000 + 100); // timer L, swept in steps of T1/5
     expect(tx.state).toBe('Terminated');
+    expect(layer.absorbs(request('INVITE'))).toBe(false);
     expect(clock.size).toBe(0);
   });
 
@@ -329,6 +332,37 @@ describe('INVITE server transaction', () => {
     layer.receive(request('CANCEL'));
     expect(called).toBe(false);
     expect(sent.map((s) => s.res.status)).toEqual([486, 200]);
+  });
+
+  it('answers 200 with the 2xx To tag to a CANCEL after a relayed 2xx (Accepted record), and never calls the callback', () => {
+    const { layer, delivered, sent } = setup();
+    layer.receive(request('INVITE'));
+    const tx = delivered[0]!.tx!;
+    let called = false;
+    tx.onCancel(() => (called = true));
+    const ok = createResponse(tx.request, 200, { toTag: 'uas-tag-9' });
+    tx.reply(ok);
+    expect(layer.findServer(tx.request)).toBeUndefined();
+    layer.receive(request('CANCEL'));
+    expect(called).toBe(false);
+    expect(sent.map((s) => `${s.res.status} ${s.res.cseq().method}`)).toEqual(['200 INVITE', '200 CANCEL']);
+    expect(sent[1]!.res.to().params.get('tag')).toBe('uas-tag-9');
+    expect(layer.stats.cancelsMatched).toBe(1);
+    expect(layer.stats.cancelsUnmatched).toBe(0);
+  });
+
+  it('keeps an RFC 2543 INVITE (no magic cookie) answered 2xx as a transaction for timer L', () => {
+    const { layer, delivered, clock } = setup();
+    layer.receive(request('INVITE', { branch: null }));
+    const tx = delivered[0]!.tx!;
+    tx.replyStatus(200);
+    expect(layer.findServer(request('INVITE', { branch: null }))).toBe(tx);
+    layer.receive(request('INVITE', { branch: null }));
+    expect(delivered).toHaveLength(1);
+    clock.advance(32_000);
+    expect(tx.state).toBe('Terminated');
+    expect(layer.findServer(request('INVITE', { branch: null }))).toBeUndefined();
+    expect(clock.size).toBe(0);
   });
 
   it('answers 481 to a CANCEL that matches no transaction and does not deliver it', () => {

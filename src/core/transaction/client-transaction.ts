@@ -39,7 +39,13 @@ export type StartClient = (req: SipRequest, dest: Destination, delegate: ClientD
 
 export abstract class ClientTransactionBase implements ClientTransaction {
   readonly kind = 'client' as const;
-  state: ClientTransactionState;
+  #state: ClientTransactionState;
+  /**
+   * Set when the layer took over the Accepted state (an INVITE answered 2xx): from then on the
+   * layer's compact record meets further responses, and the state reads Terminated once that
+   * record's generation has expired.
+   */
+  protected handedOverAt = -1;
   protected readonly timers: TimerSet;
   protected readonly reliable: boolean;
   protected readonly bytes: Buffer;
@@ -53,10 +59,19 @@ export abstract class ClientTransactionBase implements ClientTransaction {
     protected readonly delegate: ClientDelegate,
     initial: ClientTransactionState,
   ) {
-    this.state = initial;
+    this.#state = initial;
     this.timers = new TimerSet(ctx.timers);
     this.reliable = destination.transport !== 'udp';
     this.bytes = serialize(request);
+  }
+
+  get state(): ClientTransactionState {
+    if (this.handedOverAt >= 0 && this.#state === 'Accepted' && this.ctx.completedExpired(this.handedOverAt)) return 'Terminated';
+    return this.#state;
+  }
+
+  set state(s: ClientTransactionState) {
+    this.#state = s;
   }
 
   abstract start(): void;
@@ -235,8 +250,11 @@ export class InviteClientTransaction extends ClientTransactionBase {
           // is in the "Calling" or "Proceeding" states, it MUST transition to the "Accepted"
           // state, pass the 2xx response to the TU, and set Timer M to 64*T1."
           this.state = 'Accepted';
-          this.timers.start('M', 64 * this.ctx.config.t1, () => this.terminate());
           this.pass(res);
+          // Timer M: the layer keeps a compact record that passes further 2xx on as strays, not
+          // this transaction, its request and its delegate (ADR 0006).
+          this.timers.clear();
+          if (this.state === 'Accepted') this.handedOverAt = this.ctx.handOverAcceptedClient(this);
           return;
         }
         // "When in either the "Calling" or "Proceeding" states, reception of a response with
@@ -251,8 +269,7 @@ export class InviteClientTransaction extends ClientTransactionBase {
         else this.timers.start('D', Math.max(32_000, 64 * this.ctx.config.t1), () => this.terminate());
         return;
       case 'Accepted':
-        // RFC 6026 s7.2: "any 2xx responses received in the "Accepted" state MUST be passed up to
-        // the TU"; anything else is absorbed.
+        // Not reached through the layer once the state is handed over (see the layer's record).
         if (res.status >= 200 && res.status < 300) this.pass(res);
         else this.ctx.stats.responsesAbsorbed++;
         return;

@@ -65,6 +65,22 @@ export interface TransactionContext {
    * response could not be sent (the transaction was terminated).
    */
   handOverCompleted(tx: { readonly id: string; readonly request: SipRequest }, res: SipResponse): number;
-  /** Whether the compact records of this generation have expired (timer J has passed). */
+  /**
+   * An INVITE server transaction sent a 2xx and enters the RFC 6026 Accepted state: the layer keeps
+   * a compact record for timer L (64*T1) that absorbs copies of the INVITE and answers a late
+   * CANCEL with 200 and `toTag`, and drops the transaction from its table (the transaction still
+   * sends further 2xx its user passes it). Returns the record's generation, or -1 when the
+   * transaction keeps the state itself (RFC 2543 peers, matched by the transaction object).
+   */
+  handOverAccepted(tx: { readonly id: string }, toTag: string): number;
+  /**
+   * An INVITE client transaction received a 2xx and enters the RFC 6026 Accepted state: the layer
+   * keeps a compact record for timer M (64*T1) that passes further 2xx responses to the layer's
+   * stray-response handler (a proxy forwards them upstream statelessly) and absorbs anything
+   * else, and drops the transaction, its request and its delegate from its table. Returns the
+   * record's generation.
+   */
+  handOverAcceptedClient(tx: { readonly id: string }): number;
+  /** Whether the compact records of this generation have expired (timer J, L or M has passed). */
   completedExpired(generation: number): boolean;
 }

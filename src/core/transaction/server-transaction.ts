@@ -41,9 +41,9 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   abstract readonly isInvite: boolean;
   #state: ServerTransactionState;
   /**
-   * Set when the layer took over the Completed state (a non-INVITE over UDP): from then on only the
-   * layer's compact record answers retransmissions, and the state reads Terminated once that
-   * record's generation has expired.
+   * Set when the layer took over the Completed state (a non-INVITE over UDP) or the Accepted state
+   * (an INVITE answered 2xx): from then on only the layer's compact record meets retransmissions,
+   * and the state reads Terminated once that record's generation has expired.
    */
   protected handedOverAt = -1;
   lastResponse: SipResponse | undefined;
@@ -65,7 +65,9 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   }
 
   get state(): ServerTransactionState {
-    if (this.handedOverAt >= 0 && this.#state === 'Completed' && this.ctx.completedExpired(this.handedOverAt)) return 'Terminated';
+    if (this.handedOverAt >= 0 && (this.#state === 'Completed' || this.#state === 'Accepted') && this.ctx.completedExpired(this.handedOverAt)) {
+      return 'Terminated';
+    }
     return this.#state;
   }
 
@@ -251,7 +253,11 @@ export class InviteServerTransaction extends ServerTransactionBase {
           // transport layer for transmission ... The server transaction MUST then transition to
           // the "Accepted" state" ... Timer L = 64*T1.
           this.state = 'Accepted';
-          this.timers.start('L', 64 * this.ctx.config.t1, () => this.terminate());
+          // Timer L: the layer keeps a compact record that absorbs copies of the INVITE, not this
+          // transaction, its messages and whatever its user holds through it (ADR 0006).
+          this.timers.clear();
+          this.handedOverAt = this.ctx.handOverAccepted(this, res.to().params.get('tag') ?? this.toTag);
+          if (this.handedOverAt < 0) this.timers.start('L', 64 * this.ctx.config.t1, () => this.terminate());
           return;
         }
         // "the response MUST be passed to the transport layer for transmission, and the state

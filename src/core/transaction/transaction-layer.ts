@@ -31,8 +31,10 @@ export interface TransactionLayerOptions {
    */
   readonly onRequest: (req: SipRequest, tx: ServerTransaction | undefined) => void;
   /**
-   * A response that matches no client transaction (RFC 3261 s17.1.3); e.g. 2xx retransmissions for
-   * an INVITE after its client transaction ended, which a proxy forwards statelessly (s16.7).
+   * A response that matches no client transaction (RFC 3261 s17.1.3), or a 2xx for an INVITE client
+   * transaction after its first 2xx (RFC 6026 Accepted, kept as a compact record without the
+   * request's delegate): 2xx retransmissions and further 2xx from a forking UAS, which a proxy
+   * forwards statelessly (s16.7).
    */
   readonly onStrayResponse?: (res: SipResponse) => void;
   /** Cap on each table (server and client transactions) unless set one by one below. */
@@ -109,6 +111,12 @@ export class TransactionLayer {
    */
   private readonly completed = new Map<string, CompletedRecord>();
   /**
+   * INVITE client transactions in the RFC 6026 Accepted state (timer M, 64*T1, the same as timer
+   * J): the generation each entered it, by key. Further 2xx go to the stray handler, anything else
+   * is absorbed. Swept with the completed records.
+   */
+  private readonly acceptedClients = new Map<string, number>();
+  /**
    * Where records' response bytes are copied: slices of a slab that holds nothing else. Records
    * expire in the order they were made, so a slab is freed soon after its last record expires,
    * and a record costs a view onto the slab instead of an ArrayBuffer of its own (one per record
@@ -152,6 +160,8 @@ export class TransactionLayer {
       inviteLifetimeMs: opts.inviteLifetimeMs ?? 300_000,
       terminated: (tx) => this.remove(tx),
       handOverCompleted: (tx, res) => this.handOver(tx as ServerTransactionBase, res),
+      handOverAccepted: (tx, toTag) => this.handOverAccepted(tx as ServerTransactionBase, toTag),
+      handOverAcceptedClient: (tx) => this.handOverAcceptedClient(tx as ClientTransactionBase),
       completedExpired: (gen) => this.generation - gen > this.generationsPerJ,
     };
   }
@@ -199,8 +209,8 @@ export class TransactionLayer {
 
   /**
    * The server transaction for a request while it waits for or works on its final response (for
-   * tests and diagnostics). A completed non-INVITE transaction over UDP is no longer an object:
-   * see absorbs().
+   * tests and diagnostics). A completed non-INVITE transaction over UDP, and an INVITE transaction
+   * answered 2xx, is no longer an object: see absorbs().
    */
   findServer(req: SipRequest): ServerTransaction | undefined {
     return this.servers.get(serverKey(req));
@@ -223,6 +233,7 @@ export class TransactionLayer {
   close(): void {
     this.closed = true;
     this.completed.clear();
+    this.acceptedClients.clear();
     if (this.generationTimer !== undefined) this.ctx.timers.clearTimeout(this.generationTimer);
     this.generationTimer = undefined;
     // Records of every generation so far now read as expired.
@@ -244,9 +255,12 @@ export class TransactionLayer {
     }
     const done = this.completed.get(key);
     if (done) {
+      this.stats.retransmissionsAbsorbed++;
+      // RFC 6026 s7.1: in the "Accepted" state a retransmitted INVITE is absorbed (the 2xx is
+      // retransmitted end to end by the UAS, not by this transaction).
+      if (done.acceptedToTag !== undefined) return;
       // "If a retransmission of the request is received while in the "Completed" state, the
       // server transaction MUST pass the final response to the transport layer for retransmission."
-      this.stats.retransmissionsAbsorbed++;
       this.resend(key, done);
       return;
     }
@@ -289,6 +303,15 @@ export class TransactionLayer {
     if (this.servers.size >= this.maxServers) return this.overloaded(cancel);
     const tx = new NonInviteServerTransaction(this.ctx, cancel, key);
     this.addServer(tx, key);
+    const accepted = target === undefined && inviteKey !== undefined ? this.completed.get(inviteKey)?.acceptedToTag : undefined;
+    if (accepted !== undefined) {
+      // The INVITE was answered 2xx and its transaction is a compact record (Accepted): s9.2, "the
+      // CANCEL request has no effect on the processing of the original request", but it is
+      // answered 200, with the To tag of the INVITE's 2xx.
+      this.stats.cancelsMatched++;
+      tx.replyStatus(200, { toTag: accepted });
+      return;
+    }
     if (!target || target.state === 'Terminated') {
       // "If the UAS did not find a matching transaction for the CANCEL according to the procedure
       // above, it SHOULD respond to the CANCEL with a 481 (Call Leg/Transaction Does Not Exist)."
@@ -353,10 +376,26 @@ export class TransactionLayer {
       const own = this.keepBytes(prepared.bytes);
       // Likewise the address from the Via: a copy, not a view onto the request's text.
       const target = { ...prepared.target, address: detach(prepared.target.address) };
-      record = { generation: this.generation, prepared: { ...prepared, bytes: own, target }, res: undefined, to: undefined };
+      record = { generation: this.generation, prepared: { ...prepared, bytes: own, target }, res: undefined, to: undefined, acceptedToTag: undefined };
     } else {
-      record = { generation: this.generation, prepared: undefined, res, to };
+      record = { generation: this.generation, prepared: undefined, res, to, acceptedToTag: undefined };
     }
+    this.keepRecord(tx, record);
+    this.resend(tx.id, record);
+    return record.generation;
+  }
+
+  /** RFC 6026 Accepted (timer L) for an INVITE server transaction that sent a 2xx. */
+  private handOverAccepted(tx: ServerTransactionBase, toTag: string): number {
+    // RFC 2543 peers match their ACK and CANCEL through the transaction object: it keeps the state.
+    if (this.legacyKeys.has(tx)) return -1;
+    const record: CompletedRecord = { generation: this.generation, prepared: undefined, res: undefined, to: undefined, acceptedToTag: detach(toTag) };
+    this.keepRecord(tx, record);
+    return record.generation;
+  }
+
+  /** Moves a server transaction out of the table into a compact record under its key. */
+  private keepRecord(tx: ServerTransactionBase, record: CompletedRecord): void {
     if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
     if (this.completed.size >= this.maxCompleted) {
       const oldest = this.completed.keys().next();
@@ -365,17 +404,33 @@ export class TransactionLayer {
         this.stats.completedEvicted++;
       }
     }
-    if (this.generationTimer === undefined) {
-      // Idle until now: a fresh generation starts with this record.
-      this.generation++;
-      record.generation = this.generation;
-      this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
-    }
+    record.generation = this.currentGeneration();
     // The key is kept 32 s: a copy of its own rather than a view onto the request's text.
     this.completed.set(detach(tx.id), record);
     this.updateServerCount();
-    this.resend(tx.id, record);
-    return record.generation;
+  }
+
+  /** RFC 6026 Accepted (timer M) for an INVITE client transaction that received a 2xx. */
+  private handOverAcceptedClient(tx: ClientTransactionBase): number {
+    if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
+    const generation = this.currentGeneration();
+    if (this.acceptedClients.size >= this.maxClients) {
+      const oldest = this.acceptedClients.keys().next();
+      if (!oldest.done) this.acceptedClients.delete(oldest.value);
+    }
+    this.acceptedClients.set(detach(tx.id), generation);
+    this.stats.clientTransactions = this.clients.size;
+    return generation;
+  }
+
+  /** The generation a record made now belongs to; starts the sweep if the tables were idle. */
+  private currentGeneration(): number {
+    if (this.generationTimer === undefined) {
+      // Idle until now: a fresh generation starts with this record.
+      this.generation++;
+      this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
+    }
+    return this.generation;
   }
 
   private keepBytes(bytes: Buffer): Buffer {
@@ -412,8 +467,14 @@ export class TransactionLayer {
       if (record.generation > oldest) break;
       this.completed.delete(key);
     }
+    for (const [key, generation] of this.acceptedClients) {
+      if (generation > oldest) break;
+      this.acceptedClients.delete(key);
+    }
     this.updateServerCount();
-    if (this.completed.size > 0 && !this.closed) this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
+    if ((this.completed.size > 0 || this.acceptedClients.size > 0) && !this.closed) {
+      this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
+    }
   }
 
   // ---- client side ------------------------------------------------------------------------------
@@ -425,7 +486,18 @@ export class TransactionLayer {
       tx.receive(res);
       return;
     }
+    if (key !== undefined && this.acceptedClients.has(key)) {
+      // RFC 6026 s7.2: in the "Accepted" state 2xx responses are passed up, anything else is
+      // absorbed. Up is the stray handler, as before RFC 6026 (a proxy forwards them statelessly).
+      if (res.status >= 200 && res.status < 300) this.passStray(res);
+      else this.stats.responsesAbsorbed++;
+      return;
+    }
     this.stats.strayResponses++;
+    this.passStray(res);
+  }
+
+  private passStray(res: SipResponse): void {
     if (this.onStray) {
       try {
         this.onStray(res);
@@ -456,7 +528,10 @@ export class TransactionLayer {
 /** Size of the slabs completed records' response bytes are kept in (about 100 responses each). */
 const RECORD_SLAB_BYTES = 64 * 1024;
 
-/** What timer J keeps of a completed non-INVITE server transaction. */
+/**
+ * What timer J keeps of a completed non-INVITE server transaction, or timer L of an INVITE server
+ * transaction in the Accepted state.
+ */
 interface CompletedRecord {
   generation: number;
   /** The final response, serialised, and where it goes (transports that can prepare). */
@@ -464,6 +539,8 @@ interface CompletedRecord {
   /** Otherwise the response itself and the request's source. */
   readonly res: SipResponse | undefined;
   readonly to: Source | undefined;
+  /** Set for an INVITE answered 2xx (Accepted): copies are absorbed, a CANCEL is answered 200 with this tag. */
+  readonly acceptedToTag: string | undefined;
 }
 
 function tagOf(res: SipResponse): string {
