@@ -115,11 +115,14 @@ describe('non-INVITE client transaction', () => {
     expect(tx.state).toBe('Completed');
     expect(layer.stats.responsesAbsorbed).toBe(1);
     clock.advance(4999);
+    layer.receive(response(401, { method: 'REGISTER' }));
+    expect(layer.stats.responsesAbsorbed).toBe(2);
     expect(tx.state).toBe('Completed');
-    clock.advance(1);
+    clock.advance(1 + 100); // timer K, swept in steps of T1/5
     expect(tx.state).toBe('Terminated');
     expect(sends(wire, 'REGISTER')).toEqual([0]);
     expect(clock.size).toBe(0);
+    expect(events).toEqual(['response 401']);
   });
 
   it('does not retransmit over TCP, still times out with timer F, and ends at once on a final response', () => {
@@ -213,7 +216,7 @@ describe('INVITE client transaction', () => {
     const { layer, wire, clock, events, delegate, strays } = setup();
     const tx = layer.sendRequest(outgoing('INVITE'), UDP_DEST, delegate);
     layer.receive(response(200));
-    expect(layer.stats.clientTransactions).toBe(0); // a compact record now, not the transaction
+    expect(layer.stats.clientTransactions).toBe(1); // counted while its record lasts
     layer.receive(response(200));
     layer.receive(response(486)); // nonsense after a 2xx: absorbed
     expect(events).toEqual(['response 200']);
@@ -224,6 +227,7 @@ describe('INVITE client transaction', () => {
     expect(sends(wire, 'ACK')).toEqual([]);
     clock.advance(32_000 + 100); // timer M, swept in steps of T1/5
     expect(tx.state).toBe('Terminated');
+    expect(layer.stats.clientTransactions).toBe(0);
     expect(clock.size).toBe(0);
     layer.receive(response(486));
     expect(layer.stats.strayResponses).toBe(1); // no record any more: a plain stray

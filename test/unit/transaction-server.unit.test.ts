@@ -231,12 +231,24 @@ describe('INVITE server transaction', () => {
     expect(delivered).toHaveLength(1);
     expect(tx.state).toBe('Confirmed');
     const count = sent.length;
-    clock.advance(4999);
+    clock.advance(2000);
+    // Timer I is a compact record now: copies of the ACK and the INVITE are absorbed, a CANCEL gets 200
+    layer.receive(request('ACK', { toTag: tx.toTag }));
+    layer.receive(request('INVITE'));
+    expect(delivered).toHaveLength(1);
     expect(sent).toHaveLength(count);
+    layer.receive(request('CANCEL'));
+    expect(sent.map((s) => `${s.res.status} ${s.res.cseq().method}`).slice(count)).toEqual(['200 CANCEL']);
+    expect(sent[count]!.res.to().params.get('tag')).toBe(tx.toTag);
+    clock.advance(2999);
     expect(tx.state).toBe('Confirmed');
-    clock.advance(1);
+    clock.advance(1 + 100); // timer I, swept in steps of T1/5
     expect(tx.state).toBe('Terminated');
-    expect(layer.stats.acksAbsorbed).toBe(1);
+    expect(layer.stats.acksAbsorbed).toBe(2);
+    expect(layer.stats.retransmissionsAbsorbed).toBe(1);
+    expect(layer.absorbs(request('INVITE'))).toBe(false);
+    // CANCEL's own record (timer J) is all that is left
+    clock.advance(32_100);
     expect(clock.size).toBe(0);
   });
 

@@ -63,8 +63,6 @@ export interface RelayOptions {
   readonly onFinal?: (res: SipResponse) => void;
   /** Called with every response received from a branch, before selection. */
   readonly onBranchResponse?: (res: SipResponse, target: Target) => void;
-  /** Called once the targets are about to be contacted. */
-  readonly onRouted?: (targets: readonly Target[]) => void;
   /** Who is asking, for the destination filter's allow-lists. */
   readonly caller?: DestinationCaller;
 }
@@ -108,7 +106,6 @@ export class ProxyCore {
     this.stats.relayed++;
     const ctx = new ResponseContext(this, st, req, groupByQ(targets), options, this.opts.logger);
     st.onCancel(() => ctx.cancelAll());
-    options.onRouted?.(targets);
     ctx.startNextGroup();
   }
 

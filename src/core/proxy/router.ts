@@ -355,14 +355,13 @@ export class Router {
       targets = bindings.map((b) => bindingTarget(b));
     }
 
+    // The relay contacts these targets at once: the call's routing goes in the same append.
+    if (isInvite) events.push(callRouted({ callId, targets: targets.map((t) => t.uri) }, this.meta()));
     void this.appendQuietly(events);
     const caller = { ...(req.source ? { ip: req.source.address } : {}), ...(authUser ? { user: authUser } : {}) };
     this.opts.proxy.relay(tx, req, targets, {
       recordRoute: true,
       caller,
-      onRouted: isInvite
-        ? (ts) => void this.appendQuietly([callRouted({ callId, targets: ts.map((t) => t.uri) }, this.meta())])
-        : undefined,
       onFinal: (res) => {
         this.countResponse(req.method, res.status);
         if (!isInvite) return;

@@ -41,9 +41,9 @@ export abstract class ClientTransactionBase implements ClientTransaction {
   readonly kind = 'client' as const;
   #state: ClientTransactionState;
   /**
-   * Set when the layer took over the Accepted state (an INVITE answered 2xx): from then on the
-   * layer's compact record meets further responses, and the state reads Terminated once that
-   * record's generation has expired.
+   * Set when the layer took over the Accepted state (an INVITE answered 2xx) or the Completed state
+   * (a non-INVITE over UDP): from then on the layer's compact record meets further responses, and
+   * the state reads Terminated once that record's generation has expired.
    */
   protected handedOverAt = -1;
   protected readonly timers: TimerSet;
@@ -66,7 +66,8 @@ export abstract class ClientTransactionBase implements ClientTransaction {
   }
 
   get state(): ClientTransactionState {
-    if (this.handedOverAt >= 0 && this.#state === 'Accepted' && this.ctx.completedExpired(this.handedOverAt)) return 'Terminated';
+    // Handed over in Accepted (INVITE, timer M) or Completed (non-INVITE, timer K).
+    if (this.handedOverAt >= 0 && this.ctx.completedExpired(this.handedOverAt, this.#state === 'Completed')) return 'Terminated';
     return this.#state;
   }
 
@@ -169,7 +170,12 @@ export class NonInviteClientTransaction extends ClientTransactionBase {
         this.timers.stop('F');
         this.pass(res);
         if (this.reliable) this.terminate();
-        else this.timers.start('K', this.ctx.config.t4, () => this.terminate());
+        else if (this.state === 'Completed') {
+          // Timer K: the layer keeps a compact record that absorbs retransmissions, not this
+          // transaction, its request and its delegate (ADR 0006).
+          this.timers.clear();
+          this.handedOverAt = this.ctx.handOverCompletedClient(this);
+        }
         return;
       default:
         // Completed: "any retransmissions of the final response that are received ... absorbed".

@@ -81,6 +81,22 @@ export interface TransactionContext {
    * record's generation.
    */
   handOverAcceptedClient(tx: { readonly id: string }): number;
-  /** Whether the compact records of this generation have expired (timer J, L or M has passed). */
-  completedExpired(generation: number): boolean;
+  /**
+   * An INVITE server transaction's non-2xx final response was acknowledged (Confirmed, over UDP):
+   * the layer keeps a compact record for timer I (T4) that absorbs copies of the INVITE and its
+   * ACK and answers a late CANCEL with 200 and `toTag`. Returns its generation, or -1 when the
+   * transaction keeps the state itself (RFC 2543 peers).
+   */
+  handOverConfirmed(tx: { readonly id: string }, toTag: string): number;
+  /**
+   * A non-INVITE client transaction over UDP received its final response (Completed): the layer
+   * keeps a compact record for timer K (T4) that absorbs retransmissions of it. Returns its
+   * generation.
+   */
+  handOverCompletedClient(tx: { readonly id: string }): number;
+  /**
+   * Whether the compact records of this generation have expired: timer J, L or M (64*T1), or with
+   * `t4` timer I or K (T4).
+   */
+  completedExpired(generation: number, t4?: boolean): boolean;
 }

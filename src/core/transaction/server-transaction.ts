@@ -41,9 +41,10 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   abstract readonly isInvite: boolean;
   #state: ServerTransactionState;
   /**
-   * Set when the layer took over the Completed state (a non-INVITE over UDP) or the Accepted state
-   * (an INVITE answered 2xx): from then on only the layer's compact record meets retransmissions,
-   * and the state reads Terminated once that record's generation has expired.
+   * Set when the layer took over the Completed state (a non-INVITE over UDP), the Accepted state
+   * (an INVITE answered 2xx) or the Confirmed state (an INVITE's non-2xx acknowledged, over UDP):
+   * from then on only the layer's compact record meets retransmissions, and the state reads
+   * Terminated once that record's generation has expired.
    */
   protected handedOverAt = -1;
   lastResponse: SipResponse | undefined;
@@ -65,9 +66,9 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   }
 
   get state(): ServerTransactionState {
-    if (this.handedOverAt >= 0 && (this.#state === 'Completed' || this.#state === 'Accepted') && this.ctx.completedExpired(this.handedOverAt)) {
-      return 'Terminated';
-    }
+    // Handed over in Completed (non-INVITE), Accepted or Confirmed (INVITE); only terminate() moves
+    // the state on from there.
+    if (this.handedOverAt >= 0 && this.ctx.completedExpired(this.handedOverAt, this.#state === 'Confirmed')) return 'Terminated';
     return this.#state;
   }
 
@@ -338,8 +339,14 @@ export class InviteServerTransaction extends ServerTransactionBase {
         this.state = 'Confirmed';
         this.timers.stop('G');
         this.timers.stop('H');
-        if (this.reliable) this.terminate();
-        else this.timers.start('I', this.ctx.config.t4, () => this.terminate());
+        if (this.reliable) {
+          this.terminate();
+          return false;
+        }
+        // Timer I: the layer keeps a compact record that absorbs copies, not this transaction.
+        this.timers.clear();
+        this.handedOverAt = this.ctx.handOverConfirmed(this, this.lastResponse?.to().params.get('tag') ?? this.toTag);
+        if (this.handedOverAt < 0) this.timers.start('I', this.ctx.config.t4, () => this.terminate());
         return false;
       case 'Accepted':
         // RFC 6026 s7.1: "an ACK received in the "Accepted" state ... MUST be passed to the TU".

@@ -117,6 +117,17 @@ export class TransactionLayer {
    */
   private readonly acceptedClients = new Map<string, number>();
   /**
+   * INVITE server transactions whose non-2xx final response was acknowledged (Confirmed, timer I =
+   * T4): copies of the INVITE and of its ACK are absorbed, a CANCEL is answered 200 with this To
+   * tag. By key; swept like the others, with T4 as their lifetime.
+   */
+  private readonly confirmed = new Map<string, { generation: number; toTag: string }>();
+  /**
+   * Non-INVITE client transactions that received their final response (Completed, timer K = T4):
+   * retransmissions of it are absorbed. The generation each entered it, by key.
+   */
+  private readonly completedClients = new Map<string, number>();
+  /**
    * Where records' response bytes are copied: slices of a slab that holds nothing else. Records
    * expire in the order they were made, so a slab is freed soon after its last record expires,
    * and a record costs a view onto the slab instead of an ArrayBuffer of its own (one per record
@@ -128,6 +139,7 @@ export class TransactionLayer {
   private generationTimer: unknown;
   private readonly generationMs: number;
   private readonly generationsPerJ: number;
+  private readonly generationsPerT4: number;
   private readonly maxCompleted: number;
   private readonly ctx: TransactionContext;
   private readonly logger: Logger;
@@ -150,6 +162,7 @@ export class TransactionLayer {
     // Steps of T1/5 (100 ms by default): a record outlives timer J by at most that.
     this.generationMs = Math.max(1, Math.floor(config.t1 / 5));
     this.generationsPerJ = Math.ceil((64 * config.t1) / this.generationMs);
+    this.generationsPerT4 = Math.ceil(config.t4 / this.generationMs);
     this.ctx = {
       transport: opts.transport,
       timers: opts.timers ?? realTimers,
@@ -162,7 +175,9 @@ export class TransactionLayer {
       handOverCompleted: (tx, res) => this.handOver(tx as ServerTransactionBase, res),
       handOverAccepted: (tx, toTag) => this.handOverAccepted(tx as ServerTransactionBase, toTag),
       handOverAcceptedClient: (tx) => this.handOverAcceptedClient(tx as ClientTransactionBase),
-      completedExpired: (gen) => this.generation - gen > this.generationsPerJ,
+      handOverConfirmed: (tx, toTag) => this.handOverConfirmed(tx as ServerTransactionBase, toTag),
+      handOverCompletedClient: (tx) => this.handOverCompletedClient(tx as ClientTransactionBase),
+      completedExpired: (gen, t4) => this.generation - gen > (t4 ? this.generationsPerT4 : this.generationsPerJ),
     };
   }
 
@@ -202,7 +217,7 @@ export class TransactionLayer {
       return tx;
     }
     this.clients.set(id, tx);
-    this.stats.clientTransactions = this.clients.size;
+    this.updateClientCount();
     tx.start();
     return tx;
   }
@@ -219,7 +234,7 @@ export class TransactionLayer {
   /** Whether a copy of this request would be absorbed as a retransmission (live or completed). */
   absorbs(req: SipRequest): boolean {
     const key = serverKey(req);
-    return this.servers.has(key) || this.completed.has(key);
+    return this.servers.has(key) || this.completed.has(key) || this.confirmed.has(key);
   }
 
   /** Server transactions still waiting for their final response (what a graceful stop waits for). */
@@ -234,6 +249,8 @@ export class TransactionLayer {
     this.closed = true;
     this.completed.clear();
     this.acceptedClients.clear();
+    this.confirmed.clear();
+    this.completedClients.clear();
     if (this.generationTimer !== undefined) this.ctx.timers.clearTimeout(this.generationTimer);
     this.generationTimer = undefined;
     // Records of every generation so far now read as expired.
@@ -264,6 +281,11 @@ export class TransactionLayer {
       this.resend(key, done);
       return;
     }
+    if (this.confirmed.has(key)) {
+      // Confirmed: "any ACKs that are received are absorbed", and so are copies of the INVITE.
+      this.stats.retransmissionsAbsorbed++;
+      return;
+    }
     if (req.method === 'CANCEL') return this.receiveCancel(req, key);
     if (this.servers.size >= this.maxServers) return this.overloaded(req);
 
@@ -279,8 +301,15 @@ export class TransactionLayer {
 
   private receiveAck(ack: SipRequest): void {
     let tx: ServerTransactionBase | undefined;
-    if (hasMagicCookie(ack.topVia()!.branch)) tx = this.servers.get(serverKey(ack));
-    else {
+    if (hasMagicCookie(ack.topVia()!.branch)) {
+      const key = serverKey(ack);
+      tx = this.servers.get(key);
+      if (tx === undefined && this.confirmed.has(key)) {
+        // Confirmed (timer I): "any ACKs that are received are absorbed".
+        this.stats.acksAbsorbed++;
+        return;
+      }
+    } else {
       // RFC 2543: "the ACK matches ... if the To tag of the ACK matches the To tag of the response
       // sent by the server transaction".
       const candidate = this.legacyInvites.get(ackKey(ack));
@@ -303,13 +332,13 @@ export class TransactionLayer {
     if (this.servers.size >= this.maxServers) return this.overloaded(cancel);
     const tx = new NonInviteServerTransaction(this.ctx, cancel, key);
     this.addServer(tx, key);
-    const accepted = target === undefined && inviteKey !== undefined ? this.completed.get(inviteKey)?.acceptedToTag : undefined;
-    if (accepted !== undefined) {
-      // The INVITE was answered 2xx and its transaction is a compact record (Accepted): s9.2, "the
-      // CANCEL request has no effect on the processing of the original request", but it is
-      // answered 200, with the To tag of the INVITE's 2xx.
+    const answered = target === undefined && inviteKey !== undefined ? (this.completed.get(inviteKey)?.acceptedToTag ?? this.confirmed.get(inviteKey)?.toTag) : undefined;
+    if (answered !== undefined) {
+      // The INVITE has its final response and its transaction is a compact record (Accepted or
+      // Confirmed): s9.2, "the CANCEL request has no effect on the processing of the original
+      // request", but it is answered 200, with the To tag of the INVITE's final response.
       this.stats.cancelsMatched++;
-      tx.replyStatus(200, { toTag: accepted });
+      tx.replyStatus(200, { toTag: answered });
       return;
     }
     if (!target || target.state === 'Terminated') {
@@ -353,7 +382,11 @@ export class TransactionLayer {
   }
 
   private updateServerCount(): void {
-    this.stats.serverTransactions = this.servers.size + this.completed.size;
+    this.stats.serverTransactions = this.servers.size + this.completed.size + this.confirmed.size;
+  }
+
+  private updateClientCount(): void {
+    this.stats.clientTransactions = this.clients.size + this.acceptedClients.size + this.completedClients.size;
   }
 
   // ---- completed non-INVITE transactions (timer J) -----------------------------------------------
@@ -394,6 +427,36 @@ export class TransactionLayer {
     return record.generation;
   }
 
+  /** Timer I for an INVITE server transaction whose non-2xx final response was acknowledged. */
+  private handOverConfirmed(tx: ServerTransactionBase, toTag: string): number {
+    if (this.legacyKeys.has(tx)) return -1;
+    if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
+    const generation = this.currentGeneration();
+    if (this.confirmed.size >= this.maxCompleted) {
+      const oldest = this.confirmed.keys().next();
+      if (!oldest.done) {
+        this.confirmed.delete(oldest.value);
+        this.stats.completedEvicted++;
+      }
+    }
+    this.confirmed.set(detach(tx.id), { generation, toTag: detach(toTag) });
+    this.updateServerCount();
+    return generation;
+  }
+
+  /** Timer K for a non-INVITE client transaction that received its final response. */
+  private handOverCompletedClient(tx: ClientTransactionBase): number {
+    if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
+    const generation = this.currentGeneration();
+    if (this.completedClients.size >= this.maxClients) {
+      const oldest = this.completedClients.keys().next();
+      if (!oldest.done) this.completedClients.delete(oldest.value);
+    }
+    this.completedClients.set(detach(tx.id), generation);
+    this.updateClientCount();
+    return generation;
+  }
+
   /** Moves a server transaction out of the table into a compact record under its key. */
   private keepRecord(tx: ServerTransactionBase, record: CompletedRecord): void {
     if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
@@ -419,7 +482,7 @@ export class TransactionLayer {
       if (!oldest.done) this.acceptedClients.delete(oldest.value);
     }
     this.acceptedClients.set(detach(tx.id), generation);
-    this.stats.clientTransactions = this.clients.size;
+    this.updateClientCount();
     return generation;
   }
 
@@ -462,17 +525,29 @@ export class TransactionLayer {
   private sweep(): void {
     this.generationTimer = undefined;
     this.generation++;
+    // Each table holds records of one lifetime, in the order they were made: the oldest go first.
     const oldest = this.generation - this.generationsPerJ - 1;
+    const oldestT4 = this.generation - this.generationsPerT4 - 1;
     for (const [key, record] of this.completed) {
       if (record.generation > oldest) break;
       this.completed.delete(key);
+    }
+    for (const [key, record] of this.confirmed) {
+      if (record.generation > oldestT4) break;
+      this.confirmed.delete(key);
     }
     for (const [key, generation] of this.acceptedClients) {
       if (generation > oldest) break;
       this.acceptedClients.delete(key);
     }
+    for (const [key, generation] of this.completedClients) {
+      if (generation > oldestT4) break;
+      this.completedClients.delete(key);
+    }
     this.updateServerCount();
-    if ((this.completed.size > 0 || this.acceptedClients.size > 0) && !this.closed) {
+    this.updateClientCount();
+    const left = this.completed.size + this.confirmed.size + this.acceptedClients.size + this.completedClients.size;
+    if (left > 0 && !this.closed) {
       this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
     }
   }
@@ -484,6 +559,12 @@ export class TransactionLayer {
     const tx = key !== undefined ? this.clients.get(key) : undefined;
     if (tx) {
       tx.receive(res);
+      return;
+    }
+    if (key !== undefined && this.completedClients.has(key)) {
+      // Completed (timer K): "any retransmissions of the final response that are received while
+      // in the "Completed" state" are absorbed.
+      this.stats.responsesAbsorbed++;
       return;
     }
     if (key !== undefined && this.acceptedClients.has(key)) {
@@ -520,7 +601,7 @@ export class TransactionLayer {
       this.updateServerCount();
     } else {
       if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
-      this.stats.clientTransactions = this.clients.size;
+      this.updateClientCount();
     }
   }
 }
