@@ -4,6 +4,7 @@
  *   npm run bench:sip -- [--quick] [--rounds 3] [--users 10000] [--systems sipledger,sipledger-cache,kam-db0,kam-db1,kam-db3]
  *                        [--fixed-seconds 15] [--step-seconds 10] [--warm-seconds 35] [--settle-seconds 35] [--reg-rate 500] [--call-rate 150]
  *                        [--reg-ladder 250,500,750,...] [--call-ladder 100,200,300,...] [--no-calls] [--no-reg]
+ *                        (an empty ladder, e.g. --reg-ladder '', leaves that ladder out)
  *                        [--no-ladder] [--bin dist/src/cli/main.js] [--ab LABEL=PATH/main.js ...] [--node-arg=--cpu-prof] [--workers 4]
  *                        [--keep] [--json FILE]
  *
@@ -90,8 +91,16 @@ const warmSeconds = Number(args['warm-seconds'] ?? (quick ? 10 : 35));
 const settleSeconds = Number(args['settle-seconds'] ?? (quick ? 5 : 35));
 const regRate = Number(args['reg-rate']);
 const callRate = Number(args['call-rate']);
-const regLadder = args['reg-ladder']!.split(',').map(Number);
-const callLadder = args['call-ladder']!.split(',').map(Number);
+// An empty ladder ('') leaves that ladder out (e.g. a call ladder alone with --reg-ladder '').
+const ladderOf = (spec: string): number[] => spec.split(',').filter((r) => r.trim() !== '').map(Number);
+const regLadder = ladderOf(args['reg-ladder']!);
+const callLadder = ladderOf(args['call-ladder']!);
+for (const rate of [...regLadder, ...callLadder]) {
+  if (!Number.isFinite(rate) || rate <= 0) {
+    console.error(`--reg-ladder / --call-ladder: ${rate} is not a rate (comma-separated positive numbers)`);
+    process.exit(2);
+  }
+}
 const wanted = args.systems!.split(',').map((s) => s.trim()).filter((s) => s !== '');
 /** Extra sipledger builds, each its own system (--ab LABEL=PATH). */
 const builds = new Map<string, string>();

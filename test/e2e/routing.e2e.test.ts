@@ -102,6 +102,37 @@ describe('routing through the real proxy', () => {
     }
   });
 
+  it('relays the callee\'s retransmitted 200 after the call was answered, and answers a late CANCEL 200 with the 2xx To tag', async () => {
+    const uas = await startSippServer({ scenario: 'uas.xml' });
+    try {
+      expect((await register(proxy, 'dave', 'dave-secret', `127.0.0.1:${uas.port}`)).code).toBe(0);
+      const call = await runSipp({
+        scenario: 'call-late-ack.xml',
+        target: `127.0.0.1:${proxy.sipPort}`,
+        keys: { caller: 'alice', callee: 'dave', domain: 'example.com' },
+        auth: { user: 'alice', password: 'alice-secret' },
+      });
+      // The scenario itself requires the second 200 (CSeq INVITE) and a 200 to the CANCEL.
+      expect(call.code, call.errors).toBe(0);
+      const oks = [...call.messages.matchAll(/SIP\/2\.0 200 OK[\s\S]*?\r?\n\r?\n/g)].map((m) => m[0]);
+      const inviteOks = oks.filter((m) => /CSeq: 2 INVITE/.test(m));
+      const cancelOk = oks.find((m) => /CSeq: 2 CANCEL/.test(m));
+      expect(inviteOks.length).toBeGreaterThanOrEqual(2);
+      const tagOf = (m: string) => /^To:.*;tag=([^;\s>]+)/m.exec(m)?.[1];
+      expect(tagOf(inviteOks[0]!)).toBeDefined();
+      expect(tagOf(inviteOks[1]!)).toBe(tagOf(inviteOks[0]!));
+      expect(cancelOk).toBeDefined();
+      expect(tagOf(cancelOk!)).toBe(tagOf(inviteOks[0]!));
+      const callee = await uas.stop();
+      // The callee saw one INVITE (no CANCEL reached it: the call was answered) and the caller's BYE.
+      expect(callee.messages.match(/^INVITE sip:/gm)).toHaveLength(1);
+      expect(callee.messages).not.toMatch(/^CANCEL sip:/m);
+      expect(callee.messages).toMatch(/^BYE sip:/m);
+    } finally {
+      await uas.stop();
+    }
+  });
+
   it('answers 404 User Not Found for a user with no binding', async () => {
     const call = await runSipp({
       scenario: 'call-404.xml',

@@ -165,6 +165,7 @@ export function baseConfig(overrides: Record<string, unknown> = {}, port = 0): R
           { username: 'alice', password: 'alice-secret' },
           { username: 'bob', password: 'bob-secret' },
           { username: 'carol', password: 'carol-secret' },
+          { username: 'dave', password: 'dave-secret' },
         ],
       },
     },

@@ -207,9 +207,21 @@ describe('INVITE client transaction', () => {
     expect(tx.state).toBe('Completed');
     clock.advance(31_999);
     expect(tx.state).toBe('Completed');
-    clock.advance(1);
-    expect(tx.state).toBe('Terminated'); // timer D
+    // Timer D is a compact record: a late copy of the 486 still gets the very same ACK, and a 2xx
+    // that makes no sense now is absorbed
+    layer.receive(response(486, { toTag: 'busy1' }));
+    layer.receive(response(200, { toTag: 'busy1' }));
+    const later = wire.filter((w) => w.req.method === 'ACK');
+    expect(later).toHaveLength(3);
+    expect(later[2]!.dest).toEqual(UDP_DEST);
+    expect(later[2]!.req.getAll('via')).toEqual(ack.getAll('via'));
+    expect(later[2]!.req.get('to')).toBe(ack.get('to'));
+    expect(events).toEqual(['response 486']);
+    clock.advance(1 + 100); // timer D, swept in steps of T1/5
+    expect(tx.state).toBe('Terminated');
     expect(clock.size).toBe(0);
+    layer.receive(response(486, { toTag: 'busy1' }));
+    expect(wire.filter((w) => w.req.method === 'ACK')).toHaveLength(3); // no record left: a stray
   });
 
   it('passes the first 2xx to the delegate; in Accepted (RFC 6026) further 2xx go to the stray handler, other responses are absorbed, no ACK is sent', () => {

@@ -1,6 +1,6 @@
 import { type HeaderField, SipRequest, type SipResponse, serialize } from '../sip/index.js';
 import type { Destination } from '../transport/index.js';
-import type { TransactionContext } from './context.js';
+import type { RecordTimer, TransactionContext } from './context.js';
 import { TimerSet } from './timers.js';
 
 /** Client transaction states (RFC 3261 s17.1, with the RFC 6026 "Accepted" state for INVITE). */
@@ -42,10 +42,12 @@ export abstract class ClientTransactionBase implements ClientTransaction {
   #state: ClientTransactionState;
   /**
    * Set when the layer took over the Accepted state (an INVITE answered 2xx) or the Completed state
-   * (a non-INVITE over UDP): from then on the layer's compact record meets further responses, and
-   * the state reads Terminated once that record's generation has expired.
+   * (over UDP): from then on the layer's compact record meets further responses, and the state
+   * reads Terminated once that record's generation has expired.
    */
   protected handedOverAt = -1;
+  /** The timer that ends this kind's Completed state: K (T4) for a non-INVITE, D for an INVITE. */
+  protected abstract readonly completedTimer: RecordTimer;
   protected readonly timers: TimerSet;
   protected readonly reliable: boolean;
   protected readonly bytes: Buffer;
@@ -66,8 +68,10 @@ export abstract class ClientTransactionBase implements ClientTransaction {
   }
 
   get state(): ClientTransactionState {
-    // Handed over in Accepted (INVITE, timer M) or Completed (non-INVITE, timer K).
-    if (this.handedOverAt >= 0 && this.ctx.completedExpired(this.handedOverAt, this.#state === 'Completed')) return 'Terminated';
+    // Handed over in Accepted (INVITE, timer M) or Completed (INVITE, timer D; non-INVITE, timer K).
+    if (this.handedOverAt >= 0 && this.ctx.completedExpired(this.handedOverAt, this.#state === 'Accepted' ? 'J' : this.completedTimer)) {
+      return 'Terminated';
+    }
     return this.#state;
   }
 
@@ -121,6 +125,7 @@ export abstract class ClientTransactionBase implements ClientTransaction {
 
 /** RFC 3261 s17.1.2, Figure 6. */
 export class NonInviteClientTransaction extends ClientTransactionBase {
+  protected readonly completedTimer = 'T4';
   private eInterval: number;
 
   constructor(ctx: TransactionContext, request: SipRequest, destination: Destination, id: string, delegate: ClientDelegate) {
@@ -190,6 +195,7 @@ export class NonInviteClientTransaction extends ClientTransactionBase {
 
 /** RFC 3261 s17.1.1, Figure 5, with the RFC 6026 s7.2 "Accepted" state. */
 export class InviteClientTransaction extends ClientTransactionBase {
+  protected readonly completedTimer = 'D';
   private aInterval: number;
   private cancelWanted = false;
   private cancelSent = false;
@@ -269,10 +275,16 @@ export class InviteClientTransaction extends ClientTransactionBase {
         // the client transaction MUST generate an ACK request" ... "Timer D [is set] to fire in
         // at least 32 seconds for unreliable transports, and zero seconds for reliable".
         this.state = 'Completed';
-        this.transmit(serialize(this.buildAck(res)));
+        const ack = serialize(this.buildAck(res));
+        this.transmit(ack);
         this.pass(res);
         if (this.reliable) this.terminate();
-        else this.timers.start('D', Math.max(32_000, 64 * this.ctx.config.t1), () => this.terminate());
+        else if (this.state === 'Completed') {
+          // Timer D: the layer keeps the ACK's bytes to repeat them, not this transaction, its
+          // request and its delegate (ADR 0006).
+          this.timers.clear();
+          this.handedOverAt = this.ctx.handOverCompletedInvite(this, ack);
+        }
         return;
       case 'Accepted':
         // Not reached through the layer once the state is handed over (see the layer's record).

@@ -39,11 +39,15 @@ export interface TransactionStats {
   /** INVITE server transactions whose ACK never came (timer H). */
   ackTimeouts: number;
   /**
-   * Completed non-INVITE transactions forgotten before timer J because the table of completed
-   * transactions was full (oldest first); a retransmission of theirs is handled as a new request.
+   * Finished server transactions forgotten before their timer (J for a completed non-INVITE, L for
+   * an INVITE answered 2xx, I for one whose non-2xx was acknowledged) because their table of
+   * compact records was full (oldest first); a retransmission of theirs is handled as a new request.
    */
   completedEvicted: number;
 }
+
+/** Which lifetime a compact record has: 64*T1 (timers J, L, M), T4 (timers I, K) or timer D. */
+export type RecordTimer = 'J' | 'T4' | 'D';
 
 /** Shared by every transaction of one layer. */
 export interface TransactionContext {
@@ -95,8 +99,14 @@ export interface TransactionContext {
    */
   handOverCompletedClient(tx: { readonly id: string }): number;
   /**
-   * Whether the compact records of this generation have expired: timer J, L or M (64*T1), or with
-   * `t4` timer I or K (T4).
+   * An INVITE client transaction over UDP received a non-2xx final response and acknowledged it
+   * (Completed): the layer keeps a compact record for timer D that sends `ack` again for each
+   * retransmission of that response. Returns its generation.
    */
-  completedExpired(generation: number, t4?: boolean): boolean;
+  handOverCompletedInvite(tx: { readonly id: string; readonly destination: Destination }, ack: Buffer): number;
+  /**
+   * Whether the compact records of this generation have expired: by `J` (64*T1: timers J, L and M,
+   * the default), `T4` (timers I and K) or `D` (timer D).
+   */
+  completedExpired(generation: number, timer?: RecordTimer): boolean;
 }

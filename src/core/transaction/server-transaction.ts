@@ -68,7 +68,7 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   get state(): ServerTransactionState {
     // Handed over in Completed (non-INVITE), Accepted or Confirmed (INVITE); only terminate() moves
     // the state on from there.
-    if (this.handedOverAt >= 0 && this.ctx.completedExpired(this.handedOverAt, this.#state === 'Confirmed')) return 'Terminated';
+    if (this.handedOverAt >= 0 && this.ctx.completedExpired(this.handedOverAt, this.#state === 'Confirmed' ? 'T4' : 'J')) return 'Terminated';
     return this.#state;
   }
 

@@ -17,6 +17,7 @@ import {
   type ServerTransaction,
   type ServerTransactionBase,
 } from './server-transaction.js';
+import { RecordTable, type TimedRecord } from './records.js';
 import { DEFAULT_TIMERS, type TimerConfig, type Timers, realTimers } from './timers.js';
 
 export interface TransactionLayerOptions {
@@ -46,9 +47,12 @@ export interface TransactionLayerOptions {
    */
   readonly maxServerTransactions?: number;
   /**
-   * Most completed non-INVITE transactions remembered for timer J (default: maxServerTransactions).
-   * Each is a compact record (the response's wire bytes and where they go, a few hundred bytes);
-   * when the table is full the oldest is forgotten early rather than refusing new requests.
+   * Most finished server transactions remembered in each table of compact records (default:
+   * maxServerTransactions): completed non-INVITE transactions for timer J (the response's wire bytes
+   * and where they go, a few hundred bytes) together with INVITEs answered 2xx for timer L, and
+   * INVITEs whose non-2xx was acknowledged for timer I. When a table is full its oldest record is
+   * forgotten early rather than refusing new requests. Client records (timers M and K) are capped
+   * at maxClientTransactions.
    */
   readonly maxCompletedTransactions?: number;
   /** Most client transactions alive at once; beyond it sendRequest fails (default 40000). */
@@ -103,30 +107,34 @@ export class TransactionLayer {
   private readonly legacyInvites = new Map<string, InviteServerTransaction>();
   private readonly legacyKeys = new Map<ServerTransactionBase, string>();
   private readonly clients = new Map<string, ClientTransactionBase>();
+  /*
+   * Compact records of finished transactions, by key (records.ts; ADR 0003). One timer sweeps them
+   * all, in steps of T1/5, instead of a Node timer per transaction.
+   */
   /**
    * Completed non-INVITE server transactions over UDP, for timer J: only what a retransmission of
-   * the request needs (the final response, serialised). Timer J is the same for all of them, so
-   * insertion order is expiry order: one timer sweeps the oldest generations instead of a Node
-   * timer per transaction. A record lives between J and J + one generation step.
+   * the request needs (the final response, serialised); and INVITEs answered 2xx (RFC 6026
+   * Accepted, timer L, as long as J): their copies are absorbed, a CANCEL is answered 200.
    */
-  private readonly completed = new Map<string, CompletedRecord>();
-  /**
-   * INVITE client transactions in the RFC 6026 Accepted state (timer M, 64*T1, the same as timer
-   * J): the generation each entered it, by key. Further 2xx go to the stray handler, anything else
-   * is absorbed. Swept with the completed records.
-   */
-  private readonly acceptedClients = new Map<string, number>();
+  private readonly completed: RecordTable<CompletedRecord>;
   /**
    * INVITE server transactions whose non-2xx final response was acknowledged (Confirmed, timer I =
-   * T4): copies of the INVITE and of its ACK are absorbed, a CANCEL is answered 200 with this To
-   * tag. By key; swept like the others, with T4 as their lifetime.
+   * T4): copies of the INVITE and of its ACK are absorbed, a CANCEL is answered 200 with this To tag.
    */
-  private readonly confirmed = new Map<string, { generation: number; toTag: string }>();
+  private readonly confirmed: RecordTable<{ generation: number; readonly toTag: string }>;
   /**
-   * Non-INVITE client transactions that received their final response (Completed, timer K = T4):
-   * retransmissions of it are absorbed. The generation each entered it, by key.
+   * INVITE client transactions in the RFC 6026 Accepted state (timer M, as long as J): further 2xx
+   * go to the stray handler, anything else is absorbed.
    */
-  private readonly completedClients = new Map<string, number>();
+  private readonly acceptedClients: RecordTable<TimedRecord>;
+  /**
+   * INVITE client transactions whose non-2xx final response they acknowledged (Completed, timer D):
+   * a retransmission of that response gets the same ACK again.
+   */
+  private readonly completedInvites: RecordTable<{ generation: number; readonly ack: Buffer; readonly destination: Destination }>;
+  /** Non-INVITE client transactions with their final response (Completed, timer K = T4): copies absorbed. */
+  private readonly completedClients: RecordTable<TimedRecord>;
+  private readonly tables: ReadonlyArray<RecordTable<TimedRecord>>;
   /**
    * Where records' response bytes are copied: slices of a slab that holds nothing else. Records
    * expire in the order they were made, so a slab is freed soon after its last record expires,
@@ -138,9 +146,6 @@ export class TransactionLayer {
   private generation = 0;
   private generationTimer: unknown;
   private readonly generationMs: number;
-  private readonly generationsPerJ: number;
-  private readonly generationsPerT4: number;
-  private readonly maxCompleted: number;
   private readonly ctx: TransactionContext;
   private readonly logger: Logger;
   private readonly onRequest: TransactionLayerOptions['onRequest'];
@@ -157,12 +162,17 @@ export class TransactionLayer {
     this.maxServers = opts.maxServerTransactions ?? opts.maxTransactions ?? 150_000;
     this.maxClients = opts.maxClientTransactions ?? opts.maxTransactions ?? 150_000;
     this.retryAfter = opts.overloadRetryAfter ?? 5;
-    this.maxCompleted = opts.maxCompletedTransactions ?? this.maxServers;
+    const maxCompleted = opts.maxCompletedTransactions ?? this.maxServers;
     const config = { ...DEFAULT_TIMERS, ...opts.config };
-    // Steps of T1/5 (100 ms by default): a record outlives timer J by at most that.
+    // Steps of T1/5 (100 ms by default): a record outlives its timer by at most that.
     this.generationMs = Math.max(1, Math.floor(config.t1 / 5));
-    this.generationsPerJ = Math.ceil((64 * config.t1) / this.generationMs);
-    this.generationsPerT4 = Math.ceil(config.t4 / this.generationMs);
+    const generations = (ms: number): number => Math.ceil(ms / this.generationMs);
+    this.completed = new RecordTable(generations(64 * config.t1), maxCompleted);
+    this.confirmed = new RecordTable(generations(config.t4), maxCompleted);
+    this.acceptedClients = new RecordTable(generations(64 * config.t1), this.maxClients);
+    this.completedInvites = new RecordTable(generations(timerD(config.t1)), this.maxClients);
+    this.completedClients = new RecordTable(generations(config.t4), this.maxClients);
+    this.tables = [this.completed, this.confirmed, this.acceptedClients, this.completedInvites, this.completedClients];
     this.ctx = {
       transport: opts.transport,
       timers: opts.timers ?? realTimers,
@@ -177,7 +187,8 @@ export class TransactionLayer {
       handOverAcceptedClient: (tx) => this.handOverAcceptedClient(tx as ClientTransactionBase),
       handOverConfirmed: (tx, toTag) => this.handOverConfirmed(tx as ServerTransactionBase, toTag),
       handOverCompletedClient: (tx) => this.handOverCompletedClient(tx as ClientTransactionBase),
-      completedExpired: (gen, t4) => this.generation - gen > (t4 ? this.generationsPerT4 : this.generationsPerJ),
+      handOverCompletedInvite: (tx, ack) => this.handOverCompletedInvite(tx as ClientTransactionBase, ack),
+      completedExpired: (gen, timer) => (timer === 'T4' ? this.confirmed : timer === 'D' ? this.completedInvites : this.completed).expired(gen, this.generation),
     };
   }
 
@@ -247,14 +258,11 @@ export class TransactionLayer {
   /** Ends every transaction and clears every timer. */
   close(): void {
     this.closed = true;
-    this.completed.clear();
-    this.acceptedClients.clear();
-    this.confirmed.clear();
-    this.completedClients.clear();
+    for (const table of this.tables) table.clear();
     if (this.generationTimer !== undefined) this.ctx.timers.clearTimeout(this.generationTimer);
     this.generationTimer = undefined;
     // Records of every generation so far now read as expired.
-    this.generation += this.generationsPerJ + 1;
+    this.generation += Math.max(...this.tables.map((t) => t.lifetime)) + 1;
     this.updateServerCount();
     for (const tx of [...this.servers.values()]) tx.terminate();
     for (const tx of [...this.clients.values()]) tx.terminate();
@@ -386,7 +394,7 @@ export class TransactionLayer {
   }
 
   private updateClientCount(): void {
-    this.stats.clientTransactions = this.clients.size + this.acceptedClients.size + this.completedClients.size;
+    this.stats.clientTransactions = this.clients.size + this.acceptedClients.size + this.completedInvites.size + this.completedClients.size;
   }
 
   // ---- completed non-INVITE transactions (timer J) -----------------------------------------------
@@ -432,14 +440,7 @@ export class TransactionLayer {
     if (this.legacyKeys.has(tx)) return -1;
     if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
     const generation = this.currentGeneration();
-    if (this.confirmed.size >= this.maxCompleted) {
-      const oldest = this.confirmed.keys().next();
-      if (!oldest.done) {
-        this.confirmed.delete(oldest.value);
-        this.stats.completedEvicted++;
-      }
-    }
-    this.confirmed.set(detach(tx.id), { generation, toTag: detach(toTag) });
+    if (this.confirmed.add(detach(tx.id), { generation, toTag: detach(toTag) })) this.stats.completedEvicted++;
     this.updateServerCount();
     return generation;
   }
@@ -448,11 +449,17 @@ export class TransactionLayer {
   private handOverCompletedClient(tx: ClientTransactionBase): number {
     if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
     const generation = this.currentGeneration();
-    if (this.completedClients.size >= this.maxClients) {
-      const oldest = this.completedClients.keys().next();
-      if (!oldest.done) this.completedClients.delete(oldest.value);
-    }
-    this.completedClients.set(detach(tx.id), generation);
+    this.completedClients.add(detach(tx.id), { generation });
+    this.updateClientCount();
+    return generation;
+  }
+
+  /** Timer D for an INVITE client transaction that acknowledged its non-2xx final response. */
+  private handOverCompletedInvite(tx: ClientTransactionBase, ack: Buffer): number {
+    if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
+    const generation = this.currentGeneration();
+    const destination = { ...tx.destination, address: detach(tx.destination.address) };
+    this.completedInvites.add(detach(tx.id), { generation, ack: this.keepBytes(ack), destination });
     this.updateClientCount();
     return generation;
   }
@@ -460,16 +467,9 @@ export class TransactionLayer {
   /** Moves a server transaction out of the table into a compact record under its key. */
   private keepRecord(tx: ServerTransactionBase, record: CompletedRecord): void {
     if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
-    if (this.completed.size >= this.maxCompleted) {
-      const oldest = this.completed.keys().next();
-      if (!oldest.done) {
-        this.completed.delete(oldest.value);
-        this.stats.completedEvicted++;
-      }
-    }
     record.generation = this.currentGeneration();
     // The key is kept 32 s: a copy of its own rather than a view onto the request's text.
-    this.completed.set(detach(tx.id), record);
+    if (this.completed.add(detach(tx.id), record)) this.stats.completedEvicted++;
     this.updateServerCount();
   }
 
@@ -477,11 +477,7 @@ export class TransactionLayer {
   private handOverAcceptedClient(tx: ClientTransactionBase): number {
     if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
     const generation = this.currentGeneration();
-    if (this.acceptedClients.size >= this.maxClients) {
-      const oldest = this.acceptedClients.keys().next();
-      if (!oldest.done) this.acceptedClients.delete(oldest.value);
-    }
-    this.acceptedClients.set(detach(tx.id), generation);
+    this.acceptedClients.add(detach(tx.id), { generation });
     this.updateClientCount();
     return generation;
   }
@@ -525,28 +521,13 @@ export class TransactionLayer {
   private sweep(): void {
     this.generationTimer = undefined;
     this.generation++;
-    // Each table holds records of one lifetime, in the order they were made: the oldest go first.
-    const oldest = this.generation - this.generationsPerJ - 1;
-    const oldestT4 = this.generation - this.generationsPerT4 - 1;
-    for (const [key, record] of this.completed) {
-      if (record.generation > oldest) break;
-      this.completed.delete(key);
-    }
-    for (const [key, record] of this.confirmed) {
-      if (record.generation > oldestT4) break;
-      this.confirmed.delete(key);
-    }
-    for (const [key, generation] of this.acceptedClients) {
-      if (generation > oldest) break;
-      this.acceptedClients.delete(key);
-    }
-    for (const [key, generation] of this.completedClients) {
-      if (generation > oldestT4) break;
-      this.completedClients.delete(key);
+    let left = 0;
+    for (const table of this.tables) {
+      table.sweep(this.generation);
+      left += table.size;
     }
     this.updateServerCount();
     this.updateClientCount();
-    const left = this.completed.size + this.confirmed.size + this.acceptedClients.size + this.completedClients.size;
     if (left > 0 && !this.closed) {
       this.generationTimer = this.ctx.timers.setTimeout(() => this.sweep(), this.generationMs);
     }
@@ -559,6 +540,17 @@ export class TransactionLayer {
     const tx = key !== undefined ? this.clients.get(key) : undefined;
     if (tx) {
       tx.receive(res);
+      return;
+    }
+    const failed = key !== undefined ? this.completedInvites.get(key) : undefined;
+    if (failed) {
+      // Completed (timer D): "Any retransmissions of the final response that are received while in
+      // the "Completed" state MUST cause the ACK to be re-passed to the transport layer for
+      // retransmission, but the newly generated ACK MUST NOT be passed up to the TU."
+      this.stats.responsesAbsorbed++;
+      if (res.status >= 300) {
+        this.ctx.transport.send(failed.ack, failed.destination).catch((err: unknown) => this.logger.debug({ err }, 're-sending an ACK failed'));
+      }
       return;
     }
     if (key !== undefined && this.completedClients.has(key)) {
@@ -604,6 +596,11 @@ export class TransactionLayer {
       this.updateClientCount();
     }
   }
+}
+
+/** Timer D: "at least 32 seconds for unreliable transports" (RFC 3261 s17.1.1.2), and 64*T1. */
+function timerD(t1: number): number {
+  return Math.max(32_000, 64 * t1);
 }
 
 /** Size of the slabs completed records' response bytes are kept in (about 100 responses each). */
