@@ -275,16 +275,7 @@ export class InviteClientTransaction extends ClientTransactionBase {
         // the client transaction MUST generate an ACK request" ... "Timer D [is set] to fire in
         // at least 32 seconds for unreliable transports, and zero seconds for reliable".
         this.state = 'Completed';
-        const ack = serialize(this.buildAck(res));
-        this.transmit(ack);
-        this.pass(res);
-        if (this.reliable) this.terminate();
-        else if (this.state === 'Completed') {
-          // Timer D: the layer keeps the ACK's bytes to repeat them, not this transaction, its
-          // request and its delegate (ADR 0006).
-          this.timers.clear();
-          this.handedOverAt = this.ctx.handOverCompletedInvite(this, ack);
-        }
+        this.completeWith(res);
         return;
       case 'Accepted':
         // Not reached through the layer once the state is handed over (see the layer's record).
@@ -300,6 +291,20 @@ export class InviteClientTransaction extends ClientTransactionBase {
         return;
       default:
         this.ctx.stats.responsesAbsorbed++;
+    }
+  }
+
+  /** Completed by a non-2xx final response: acknowledge it, pass it up, wait out timer D. */
+  private completeWith(res: SipResponse): void {
+    const ack = serialize(this.buildAck(res));
+    this.transmit(ack);
+    this.pass(res);
+    if (this.reliable) this.terminate();
+    else if (this.state === 'Completed') {
+      // Timer D: the layer keeps the ACK's bytes to repeat them, not this transaction, its request
+      // and its delegate (ADR 0006).
+      this.timers.clear();
+      this.handedOverAt = this.ctx.handOverCompletedInvite(this, ack);
     }
   }
 
