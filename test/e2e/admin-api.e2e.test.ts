@@ -89,7 +89,7 @@ describe('admin API', () => {
     expect(sample(m, 'sipledger_ready')).toBe(1);
     expect(sample(m, 'sipledger_projection_lag_bytes')).toBe(0);
     expect(sample(m, 'sipledger_log_bytes')).toBeGreaterThan(0);
-    expect(sample(m, 'sipledger_backend_users', { backend: 'local' })).toBe(3);
+    expect(sample(m, 'sipledger_backend_users', { backend: 'local' })).toBe(4); // alice, bob, carol, dave
     expect(sample(m, 'sipledger_retransmissions_absorbed_total')).toBeGreaterThanOrEqual(0);
     // Every sample line belongs to a declared metric.
     const declared = new Set([...m.matchAll(/^# TYPE (\S+) (counter|gauge|histogram)$/gm)].map((x) => x[1]));

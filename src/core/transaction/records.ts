@@ -1,7 +1,7 @@
 /**
  * Compact records of finished transactions: what the transaction layer keeps of a transaction that
- * only absorbs copies until a timer ends it (timers J, L, M, I, K and D; ADR 0003), instead of the
- * transaction object with its messages and whatever its user holds through it.
+ * does nothing but absorb copies until a timer ends it (timers J, L, M, I, K and D; ADR 0003),
+ * instead of the transaction object with its messages and whatever its user holds through it.
  *
  * Every record of one table has the same lifetime, so insertion order is expiry order: the layer's
  * one sweeping timer advances a generation counter in steps of T1/5, and each table drops its

@@ -43,7 +43,7 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   /**
    * Set when the layer took over the Completed state (a non-INVITE over UDP), the Accepted state
    * (an INVITE answered 2xx) or the Confirmed state (an INVITE's non-2xx acknowledged, over UDP):
-   * from then on only the layer's compact record meets retransmissions, and the state reads
+   * from then on the layer's compact record alone meets retransmissions, and the state reads
    * Terminated once that record's generation has expired.
    */
   protected handedOverAt = -1;
@@ -66,7 +66,7 @@ export abstract class ServerTransactionBase implements ServerTransaction {
   }
 
   get state(): ServerTransactionState {
-    // Handed over in Completed (non-INVITE), Accepted or Confirmed (INVITE); only terminate() moves
+    // Handed over in Completed (non-INVITE), Accepted or Confirmed (INVITE); terminate() alone moves
     // the state on from there.
     if (this.handedOverAt >= 0 && this.ctx.completedExpired(this.handedOverAt, this.#state === 'Confirmed' ? 'T4' : 'J')) return 'Terminated';
     return this.#state;

@@ -184,10 +184,11 @@ export class TransactionLayer {
       terminated: (tx) => this.remove(tx),
       handOverCompleted: (tx, res) => this.handOver(tx as ServerTransactionBase, res),
       handOverAccepted: (tx, toTag) => this.handOverAccepted(tx as ServerTransactionBase, toTag),
-      handOverAcceptedClient: (tx) => this.handOverAcceptedClient(tx as ClientTransactionBase),
+      handOverAcceptedClient: (tx) => this.keepClientRecord(tx as ClientTransactionBase, this.acceptedClients, (generation) => ({ generation })),
       handOverConfirmed: (tx, toTag) => this.handOverConfirmed(tx as ServerTransactionBase, toTag),
-      handOverCompletedClient: (tx) => this.handOverCompletedClient(tx as ClientTransactionBase),
-      handOverCompletedInvite: (tx, ack) => this.handOverCompletedInvite(tx as ClientTransactionBase, ack),
+      handOverCompletedClient: (tx) => this.keepClientRecord(tx as ClientTransactionBase, this.completedClients, (generation) => ({ generation })),
+      handOverCompletedInvite: (tx, ack) =>
+        this.keepClientRecord(tx as ClientTransactionBase, this.completedInvites, (generation) => this.ackRecord(tx as ClientTransactionBase, ack, generation)),
       completedExpired: (gen, timer) => (timer === 'T4' ? this.confirmed : timer === 'D' ? this.completedInvites : this.completed).expired(gen, this.generation),
     };
   }
@@ -445,23 +446,21 @@ export class TransactionLayer {
     return generation;
   }
 
-  /** Timer K for a non-INVITE client transaction that received its final response. */
-  private handOverCompletedClient(tx: ClientTransactionBase): number {
+  /**
+   * Moves a client transaction out of the table into a compact record of `table` under its key:
+   * timer M (Accepted), K (a non-INVITE's final response) or D (an INVITE's non-2xx acknowledged).
+   */
+  private keepClientRecord<V extends TimedRecord>(tx: ClientTransactionBase, table: RecordTable<V>, make: (generation: number) => V): number {
     if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
     const generation = this.currentGeneration();
-    this.completedClients.add(detach(tx.id), { generation });
+    table.add(detach(tx.id), make(generation));
     this.updateClientCount();
     return generation;
   }
 
-  /** Timer D for an INVITE client transaction that acknowledged its non-2xx final response. */
-  private handOverCompletedInvite(tx: ClientTransactionBase, ack: Buffer): number {
-    if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
-    const generation = this.currentGeneration();
-    const destination = { ...tx.destination, address: detach(tx.destination.address) };
-    this.completedInvites.add(detach(tx.id), { generation, ack: this.keepBytes(ack), destination });
-    this.updateClientCount();
-    return generation;
+  /** Timer D: the ACK's bytes (copied into the records' slab) and where they went, to repeat them. */
+  private ackRecord(tx: ClientTransactionBase, ack: Buffer, generation: number): { generation: number; ack: Buffer; destination: Destination } {
+    return { generation, ack: this.keepBytes(ack), destination: { ...tx.destination, address: detach(tx.destination.address) } };
   }
 
   /** Moves a server transaction out of the table into a compact record under its key. */
@@ -471,15 +470,6 @@ export class TransactionLayer {
     // The key is kept 32 s: a copy of its own rather than a view onto the request's text.
     if (this.completed.add(detach(tx.id), record)) this.stats.completedEvicted++;
     this.updateServerCount();
-  }
-
-  /** RFC 6026 Accepted (timer M) for an INVITE client transaction that received a 2xx. */
-  private handOverAcceptedClient(tx: ClientTransactionBase): number {
-    if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
-    const generation = this.currentGeneration();
-    this.acceptedClients.add(detach(tx.id), { generation });
-    this.updateClientCount();
-    return generation;
   }
 
   /** The generation a record made now belongs to; starts the sweep if the tables were idle. */
