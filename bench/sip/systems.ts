@@ -5,12 +5,14 @@
  */
 import dgram from 'node:dgram';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { type Child, sleep, startChild } from './procs.js';
 import { DB_NAME, DB_PASSWORD, DB_USER, DOMAIN } from './provision.js';
+import { freePort } from '../../test/support/ports.js';
+
+export { freePort };
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..');
@@ -26,24 +28,6 @@ export interface SystemUnderTest {
   readonly pid: number;
   readonly child: Child;
   stop(): Promise<void>;
-}
-
-/** A port free for both UDP and TCP on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 40000);
-    const ok = await new Promise<boolean>((resolve) => {
-      const srv = net.createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(port, '127.0.0.1', () => {
-        const sock = dgram.createSocket('udp4');
-        sock.once('error', () => srv.close(() => resolve(false)));
-        sock.bind(port, '127.0.0.1', () => sock.close(() => srv.close(() => resolve(true))));
-      });
-    });
-    if (ok) return port;
-  }
-  throw new Error('no free port found');
 }
 
 /** Sends OPTIONS until anything answers (any status means the server is up). */

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+export { freePort } from './ports.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -37,25 +38,6 @@ export interface StartOptions {
 }
 
 /** A free UDP+TCP port on 127.0.0.1, found by binding both. */
-export async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  const dgram = await import('node:dgram');
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 40000);
-    const ok = await new Promise<boolean>((resolve) => {
-      const srv = net.createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(port, '127.0.0.1', () => {
-        const sock = dgram.createSocket('udp4');
-        sock.once('error', () => srv.close(() => resolve(false)));
-        sock.bind(port, '127.0.0.1', () => sock.close(() => srv.close(() => resolve(true))));
-      });
-    });
-    if (ok) return port;
-  }
-  throw new Error('no free port found');
-}
-
 /** Writes `config` (an object; paths relative to the temp dir) and starts sipledger with it. */
 export async function startSipledger(config: Record<string, unknown>, opts: StartOptions = {}): Promise<RunningSipledger> {
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'sipledger-test-'));
