@@ -54,15 +54,17 @@ describe('FileLog on disk', () => {
 
   it('group commit: appends made by separate callbacks of one turn of the event loop share a group', async () => {
     const log = await FileLog.open({ dir: await tempDir(), logger: silent });
-    // Two timers due together run in the same timers phase, as datagrams and database replies that
-    // arrive together run in the same poll phase: each append is its own callback.
+    // Two immediates queued together run in the same check phase, as datagrams and database replies
+    // that arrive together run in the same poll phase: each append is its own callback. (Two
+    // zero-delay timers would not always do: each setTimeout reads the clock, and on a busy machine
+    // a millisecond passing between them puts their callbacks in different turns of the loop.)
     const appended = await new Promise<Array<Promise<unknown>>>((resolve) => {
       const out: Array<Promise<unknown>> = [];
-      setTimeout(() => out.push(log.append([bound('a', 1, T0)])), 0);
-      setTimeout(() => {
+      setImmediate(() => out.push(log.append([bound('a', 1, T0)])));
+      setImmediate(() => {
         out.push(log.append([bound('b', 2, T0)]));
         resolve(out);
-      }, 0);
+      });
     });
     await Promise.all(appended);
     expect(log.stats.appends).toBe(2);
@@ -78,7 +80,8 @@ describe('FileLog on disk', () => {
   });
 
   it('deferrable appends made apart wait for company: one group, in order, read back once they resolve', async () => {
-    const log = await FileLog.open({ dir: await tempDir(), lingerMs: 200, logger: silent });
+    // A linger far longer than a busy machine can stall between two turns of the event loop.
+    const log = await FileLog.open({ dir: await tempDir(), lingerMs: 1000, logger: silent });
     const first = log.append([bound('a', 1, T0)], { deferrable: true });
     // A later turn of the event loop: without the linger this would be a group of its own.
     const second = await new Promise<Promise<unknown>>((resolve) => setTimeout(() => resolve(log.append([bound('b', 2, T0)], { deferrable: true })), 5));
