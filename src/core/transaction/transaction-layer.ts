@@ -184,11 +184,10 @@ export class TransactionLayer {
       terminated: (tx) => this.remove(tx),
       handOverCompleted: (tx, res) => this.handOver(tx as ServerTransactionBase, res),
       handOverAccepted: (tx, toTag) => this.handOverAccepted(tx as ServerTransactionBase, toTag),
-      handOverAcceptedClient: (tx) => this.keepClientRecord(tx as ClientTransactionBase, this.acceptedClients, (generation) => ({ generation })),
+      handOverAcceptedClient: (tx) => this.keepClientRecord(tx as ClientTransactionBase, this.acceptedClients, { generation: 0 }),
       handOverConfirmed: (tx, toTag) => this.handOverConfirmed(tx as ServerTransactionBase, toTag),
-      handOverCompletedClient: (tx) => this.keepClientRecord(tx as ClientTransactionBase, this.completedClients, (generation) => ({ generation })),
-      handOverCompletedInvite: (tx, ack) =>
-        this.keepClientRecord(tx as ClientTransactionBase, this.completedInvites, (generation) => this.ackRecord(tx as ClientTransactionBase, ack, generation)),
+      handOverCompletedClient: (tx) => this.keepClientRecord(tx as ClientTransactionBase, this.completedClients, { generation: 0 }),
+      handOverCompletedInvite: (tx, ack) => this.keepClientRecord(tx as ClientTransactionBase, this.completedInvites, this.ackRecord(tx, ack)),
       completedExpired: (gen, timer) => (timer === 'T4' ? this.confirmed : timer === 'D' ? this.completedInvites : this.completed).expired(gen, this.generation),
     };
   }
@@ -449,18 +448,19 @@ export class TransactionLayer {
   /**
    * Moves a client transaction out of the table into a compact record of `table` under its key:
    * timer M (Accepted), K (a non-INVITE's final response) or D (an INVITE's non-2xx acknowledged).
+   * The record's generation is set here.
    */
-  private keepClientRecord<V extends TimedRecord>(tx: ClientTransactionBase, table: RecordTable<V>, make: (generation: number) => V): number {
+  private keepClientRecord<V extends TimedRecord>(tx: ClientTransactionBase, table: RecordTable<V>, record: V): number {
     if (this.clients.get(tx.id) === tx) this.clients.delete(tx.id);
-    const generation = this.currentGeneration();
-    table.add(detach(tx.id), make(generation));
+    record.generation = this.currentGeneration();
+    table.add(detach(tx.id), record);
     this.updateClientCount();
-    return generation;
+    return record.generation;
   }
 
   /** Timer D: the ACK's bytes (copied into the records' slab) and where they went, to repeat them. */
-  private ackRecord(tx: ClientTransactionBase, ack: Buffer, generation: number): { generation: number; ack: Buffer; destination: Destination } {
-    return { generation, ack: this.keepBytes(ack), destination: { ...tx.destination, address: detach(tx.destination.address) } };
+  private ackRecord(tx: { readonly destination: Destination }, ack: Buffer): { generation: number; ack: Buffer; destination: Destination } {
+    return { generation: 0, ack: this.keepBytes(ack), destination: { ...tx.destination, address: detach(tx.destination.address) } };
   }
 
   /** Moves a server transaction out of the table into a compact record under its key. */
