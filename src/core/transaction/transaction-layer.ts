@@ -236,7 +236,8 @@ export class TransactionLayer {
   /**
    * The server transaction for a request while it waits for or works on its final response (for
    * tests and diagnostics). A completed non-INVITE transaction over UDP, and an INVITE transaction
-   * answered 2xx, is no longer an object: see absorbs().
+   * past its final response (answered 2xx, or its non-2xx acknowledged), is no longer an object:
+   * see absorbs().
    */
   findServer(req: SipRequest): ServerTransaction | undefined {
     return this.servers.get(serverKey(req));
@@ -421,7 +422,7 @@ export class TransactionLayer {
     } else {
       record = { generation: this.generation, prepared: undefined, res, to, acceptedToTag: undefined };
     }
-    this.keepRecord(tx, record);
+    this.keepRecord(tx, this.completed, record);
     this.resend(tx.id, record);
     return record.generation;
   }
@@ -431,18 +432,16 @@ export class TransactionLayer {
     // RFC 2543 peers match their ACK and CANCEL through the transaction object: it keeps the state.
     if (this.legacyKeys.has(tx)) return -1;
     const record: CompletedRecord = { generation: this.generation, prepared: undefined, res: undefined, to: undefined, acceptedToTag: detach(toTag) };
-    this.keepRecord(tx, record);
+    this.keepRecord(tx, this.completed, record);
     return record.generation;
   }
 
   /** Timer I for an INVITE server transaction whose non-2xx final response was acknowledged. */
   private handOverConfirmed(tx: ServerTransactionBase, toTag: string): number {
     if (this.legacyKeys.has(tx)) return -1;
-    if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
-    const generation = this.currentGeneration();
-    if (this.confirmed.add(detach(tx.id), { generation, toTag: detach(toTag) })) this.stats.completedEvicted++;
-    this.updateServerCount();
-    return generation;
+    const record = { generation: 0, toTag: detach(toTag) };
+    this.keepRecord(tx, this.confirmed, record);
+    return record.generation;
   }
 
   /**
@@ -463,12 +462,15 @@ export class TransactionLayer {
     return { generation: 0, ack: this.keepBytes(ack), destination: { ...tx.destination, address: detach(tx.destination.address) } };
   }
 
-  /** Moves a server transaction out of the table into a compact record under its key. */
-  private keepRecord(tx: ServerTransactionBase, record: CompletedRecord): void {
+  /**
+   * Moves a server transaction out of the table into a compact record of `table` under its key; the
+   * record's generation is set here.
+   */
+  private keepRecord<V extends TimedRecord>(tx: ServerTransactionBase, table: RecordTable<V>, record: V): void {
     if (this.servers.get(tx.id) === tx) this.servers.delete(tx.id);
     record.generation = this.currentGeneration();
-    // The key is kept 32 s: a copy of its own rather than a view onto the request's text.
-    if (this.completed.add(detach(tx.id), record)) this.stats.completedEvicted++;
+    // The key is kept as long as the record: a copy of its own rather than a view onto the request's text.
+    if (table.add(detach(tx.id), record)) this.stats.completedEvicted++;
     this.updateServerCount();
   }
 
