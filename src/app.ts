@@ -158,6 +158,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
       transport: l.transport,
       address: l.address,
       port: l.port,
+      ...(l.ioThread ? { ioThread: true } : {}),
       ...(l.transport === 'tls' ? { tls: { cert: readFileSync(l.cert!), key: readFileSync(l.key!) } } : {}),
     })),
     limits: config.limits,

@@ -1,7 +1,7 @@
 /**
  * Side-by-side SIP benchmark: sipledger against Kamailio 5.6 on this machine, in the same run.
  *
- *   npm run bench:sip -- [--quick] [--rounds 3] [--users 10000] [--systems sipledger,sipledger-cache,kam-db0,kam-db1,kam-db3]
+ *   npm run bench:sip -- [--quick] [--rounds 3] [--users 10000] [--systems sipledger,sipledger-cache,sipledger-io,kam-db0,kam-db1,kam-db3]
  *                        [--fixed-seconds 15] [--step-seconds 10] [--warm-seconds 35] [--settle-seconds 35] [--reg-rate 500] [--call-rate 150]
  *                        [--reg-ladder 250,500,750,...] [--call-ladder 100,200,300,...] [--no-calls] [--no-reg]
  *                        (an empty ladder, e.g. --reg-ladder '', leaves that ladder out)
@@ -221,15 +221,24 @@ try {
     const build = builds.get(name);
     if (build !== undefined) {
       running.push(await startSipledgerSystem({ workDir, bin: build, dbPort: db.port, nodeArgs: args['node-arg'] ?? [], name }));
-    } else if (name === 'sipledger' || name === 'sipledger-cache') {
+    } else if (name === 'sipledger' || name === 'sipledger-cache' || name === 'sipledger-io') {
       // sipledger-cache: the MySQL backend's positive credential cache on (cacheTtlMs 60 s); Kamailio's
-      // reference config has none, so the plain variant is the like-for-like one.
+      // reference config has none, so the plain variant is the like-for-like one. sipledger-io: the
+      // UDP listener's datagrams received and sent on an I/O thread (listen[].ioThread).
       running.push(
-        await startSipledgerSystem({ workDir, bin: args.bin!, dbPort: db.port, nodeArgs: args['node-arg'] ?? [], name, ...(name === 'sipledger-cache' ? { cacheTtlMs: 60_000 } : {}) }),
+        await startSipledgerSystem({
+          workDir,
+          bin: args.bin!,
+          dbPort: db.port,
+          nodeArgs: args['node-arg'] ?? [],
+          name,
+          ...(name === 'sipledger-cache' ? { cacheTtlMs: 60_000 } : {}),
+          ...(name === 'sipledger-io' ? { ioThread: true } : {}),
+        }),
       );
     } else {
       const m = /^kam-db([013])$/.exec(name);
-      if (!m) throw new Error(`unknown system ${name} (sipledger, sipledger-cache, kam-db0, kam-db1, kam-db3)`);
+      if (!m) throw new Error(`unknown system ${name} (sipledger, sipledger-cache, sipledger-io, kam-db0, kam-db1, kam-db3)`);
       running.push(await startKamailioSystem({ workDir, kamailio: kamailio!, dbPort: db.port, dbMode: Number(m[1]) as 0 | 1 | 3, workers: Number(args.workers), shmMb: 256 }));
     }
     log(`${running[running.length - 1]!.description} on 127.0.0.1:${running[running.length - 1]!.port}`);

@@ -18,6 +18,8 @@ export interface ListenConfig {
   port: number;
   cert?: string;
   key?: string;
+  /** UDP: receive and send on an I/O thread of its own, so the main thread's system calls move there. */
+  ioThread?: boolean;
 }
 
 export interface MemoryUserConfig {
@@ -207,6 +209,7 @@ export function configFromObject(doc: unknown, file = '<config>', baseDir = proc
   });
   cfg.listen.forEach((l, i) => {
     if (l.transport === 'tls' && (!l.cert || !l.key)) problems.push({ path: `listen[${i}]`, message: 'a tls listener needs cert and key' });
+    if (l.ioThread && l.transport !== 'udp') problems.push({ path: `listen[${i}].ioThread`, message: 'an I/O thread is for udp listeners only' });
   });
   for (const [name, b] of Object.entries(cfg.backends)) {
     if (b.type === 'memory') {

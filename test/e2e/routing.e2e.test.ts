@@ -28,13 +28,22 @@ async function register(proxy: RunningSipledger, user: string, password: string,
   });
 }
 
-describe('routing through the real proxy', () => {
+// The same calls with the UDP listener's datagrams received and sent on an I/O thread
+// (listen[].ioThread): what the phones see must not change.
+describe.each([
+  { mode: '', ioThread: false },
+  { mode: ' (UDP on an I/O thread)', ioThread: true },
+])('routing through the real proxy$mode', ({ ioThread }) => {
   let proxy: RunningSipledger;
   let port: number;
 
   beforeAll(async () => {
     port = await freePort();
-    proxy = await startSipledger(baseConfig({}, port));
+    const config = baseConfig({}, port);
+    if (ioThread) {
+      config['listen'] = (config['listen'] as Array<Record<string, unknown>>).map((l) => (l['transport'] === 'udp' ? { ...l, ioThread: true } : l));
+    }
+    proxy = await startSipledger(config);
   });
 
   afterAll(async () => {

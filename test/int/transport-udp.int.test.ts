@@ -26,7 +26,10 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   throw new Error(`gave up waiting for ${what}`);
 }
 
-describe('UDP transport on loopback', () => {
+describe.each([
+  { mode: 'the main thread', ioThread: false },
+  { mode: 'an I/O thread', ioThread: true },
+])('UDP transport on loopback, datagrams on $mode', ({ ioThread }) => {
   let tm: TransportManager;
   let client: dgram.Socket;
   let received: AnyMessage[];
@@ -35,7 +38,7 @@ describe('UDP transport on loopback', () => {
 
   beforeEach(async () => {
     tm = await TransportManager.listen({
-      listen: [{ transport: 'udp', address: '127.0.0.1', port: 0 }],
+      listen: [{ transport: 'udp', address: '127.0.0.1', port: 0, ioThread }],
       limits: DEFAULT_LIMITS,
       logger: pino({ level: 'silent' }),
     });
@@ -137,8 +140,82 @@ describe('UDP transport on loopback', () => {
 
   it('fails to bind a port in use with a coded, non-retriable error', async () => {
     await expect(
-      TransportManager.listen({ listen: [{ transport: 'udp', address: '127.0.0.1', port }], limits: DEFAULT_LIMITS, logger: pino({ level: 'silent' }) }),
+      TransportManager.listen({ listen: [{ transport: 'udp', address: '127.0.0.1', port, ioThread }], limits: DEFAULT_LIMITS, logger: pino({ level: 'silent' }) }),
     ).rejects.toMatchObject({ code: 'TRANSPORT_LISTEN_FAILED', retriable: false });
+  });
+});
+
+describe('UDP on an I/O thread', () => {
+  let tm: TransportManager;
+  let client: dgram.Socket;
+  let port: number;
+  const got: AnyMessage[] = [];
+  const replies: string[] = [];
+
+  beforeEach(async () => {
+    got.length = 0;
+    replies.length = 0;
+    tm = await TransportManager.listen({
+      listen: [{ transport: 'udp', address: '127.0.0.1', port: 0, ioThread: true }],
+      limits: DEFAULT_LIMITS,
+      logger: pino({ level: 'silent' }),
+    });
+    tm.onMessage((m) => got.push(m));
+    port = tm.listening()[0]!.port;
+    client = dgram.createSocket('udp4');
+    client.on('message', (b) => replies.push(b.toString()));
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()));
+  });
+
+  afterEach(async () => {
+    await tm.close();
+    client.close();
+  });
+
+  it('hands up a burst of datagrams in the order they arrived, each with its own bytes', async () => {
+    for (let i = 0; i < 200; i++) client.send(Buffer.from(register({ cseq: `${i + 1} REGISTER` })), port, '127.0.0.1');
+    await until(() => got.length === 200, 'all 200 requests');
+    expect(got.map((m) => m.get('CSeq'))).toEqual(Array.from({ length: 200 }, (_, i) => `${i + 1} REGISTER`));
+    // Each message owns its datagram's bytes: none is a view onto a shared batch.
+    const wires = got.map((m) => m.layout!.bytes);
+    expect(new Set(wires.map((w) => w.buffer)).size).toBe(200);
+    for (const w of wires) expect(w.byteLength).toBe(w.buffer.byteLength);
+  });
+
+  it('sends the datagrams of one turn in the order they were given', async () => {
+    const sends: Array<Promise<void>> = [];
+    for (let i = 0; i < 100; i++) {
+      sends.push(tm.send(Buffer.from(register({ cseq: `${i + 1} REGISTER` })), { address: '127.0.0.1', port: client.address().port, transport: 'udp' }));
+    }
+    await Promise.all(sends);
+    await until(() => replies.length === 100, 'all 100 at the peer');
+    expect(replies.map((r) => /CSeq: (\d+)/.exec(r)![1])).toEqual(Array.from({ length: 100 }, (_, i) => String(i + 1)));
+    expect(tm.stats.messagesSent).toBe(100);
+  });
+
+  it('rejects the one send the kernel refuses, and only that one', async () => {
+    const to = { address: '127.0.0.1', port: client.address().port, transport: 'udp' as const };
+    // Larger than any UDP datagram can be: the kernel answers EMSGSIZE.
+    const results = await Promise.allSettled([
+      tm.send(Buffer.from(register()), to),
+      tm.send(Buffer.alloc(70_000, 0x41), to),
+      tm.send(Buffer.from(register({ cseq: '2 REGISTER' })), to),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'TRANSPORT_SEND_FAILED' });
+    expect(tm.stats.sendErrors).toBe(1);
+    await until(() => replies.length === 2, 'the two good datagrams');
+  });
+
+  it('refuses sends once closed, with a transport error', async () => {
+    await tm.close();
+    await expect(tm.send(Buffer.from(register()), { address: '127.0.0.1', port: client.address().port, transport: 'udp' })).rejects.toMatchObject({
+      code: 'TRANSPORT_CLOSED',
+    });
+    // The port is free again: the thread's socket is closed.
+    const again = await TransportManager.listen({ listen: [{ transport: 'udp', address: '127.0.0.1', port, ioThread: true }], limits: DEFAULT_LIMITS, logger: pino({ level: 'silent' }) });
+    expect(again.listening()[0]!.port).toBe(port);
+    tm = again;
   });
 });
 
@@ -160,8 +237,8 @@ describe('logging of malformed input', () => {
 });
 
 describe('UDP over IPv6 loopback', () => {
-  it('stamps an IPv6 source and answers it at received:rport', async () => {
-    const tm = await TransportManager.listen({ listen: [{ transport: 'udp', address: '::1', port: 0 }], limits: DEFAULT_LIMITS, logger: pino({ level: 'silent' }) });
+  it.each([false, true])('stamps an IPv6 source and answers it at received:rport (I/O thread: %s)', async (ioThread) => {
+    const tm = await TransportManager.listen({ listen: [{ transport: 'udp', address: '::1', port: 0, ioThread }], limits: DEFAULT_LIMITS, logger: pino({ level: 'silent' }) });
     const got: AnyMessage[] = [];
     tm.onMessage((m) => got.push(m));
     const client = dgram.createSocket('udp6');

@@ -89,3 +89,36 @@ describe('example configurations', () => {
     }
   });
 });
+
+describe('listen[].ioThread', () => {
+  const withListen = (listen: unknown[]): Record<string, unknown> => ({ ...example('quickstart.yaml'), listen });
+
+  it('is accepted on a UDP listener and kept in the configuration', () => {
+    const cfg = configFromObject(withListen([{ transport: 'udp', address: '127.0.0.1', port: 5060, ioThread: true }]), 'io.yaml', tmp);
+    expect(cfg.listen[0]).toMatchObject({ transport: 'udp', ioThread: true });
+  });
+
+  const problemsOf = (listen: unknown[]): Array<{ path: string; message: string }> => {
+    try {
+      configFromObject(withListen(listen), 'io.yaml', tmp);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as ConfigError).problems;
+    }
+    throw new Error('the configuration was accepted');
+  };
+
+  it('on a TCP listener is refused with the key path named', () => {
+    const problems = problemsOf([
+      { transport: 'udp', address: '127.0.0.1', port: 5060 },
+      { transport: 'tcp', address: '127.0.0.1', port: 5060, ioThread: true },
+    ]);
+    expect(problems).toEqual([{ path: 'listen[1].ioThread', message: 'an I/O thread is for udp listeners only' }]);
+  });
+
+  it('that is not a boolean is refused with the key path named', () => {
+    const problems = problemsOf([{ transport: 'udp', address: '127.0.0.1', port: 5062, ioThread: 'yes' }]);
+    expect(problems.map((p) => p.path)).toEqual(['listen[0].ioThread']);
+    expect(problems[0]!.message).toMatch(/boolean/);
+  });
+});

@@ -18,6 +18,7 @@ import {
 } from '../sip/index.js';
 import { TransportError } from './errors.js';
 import { StreamFramer } from './stream-framer.js';
+import { ThreadedUdpSocket } from './udp-thread.js';
 import { type ResponseTarget, firstVia, responseTarget, stampVia } from './via.js';
 
 export interface ListenSpec {
@@ -25,6 +26,14 @@ export interface ListenSpec {
   address: string;
   port: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** UDP only: receive and send on an I/O thread of its own (udp-thread.ts). */
+  ioThread?: boolean;
+}
+
+/** What the transport needs of a UDP socket: Node's own, or one run by an I/O thread. */
+interface UdpSocket {
+  send(bytes: Uint8Array, port: number, address: string, cb: (err: Error | null) => void): void;
+  close(cb?: () => void): void;
 }
 
 /** Where to send a message. For stream transports, `connectionId` names a connection to reuse. */
@@ -88,7 +97,7 @@ interface Listener {
   readonly transport: Transport;
   readonly address: string;
   readonly port: number;
-  readonly udp?: dgram.Socket;
+  readonly udp?: UdpSocket;
   readonly server?: net.Server;
 }
 
@@ -276,6 +285,31 @@ export class TransportManager {
   }
 
   private async bindUdp(spec: ListenSpec): Promise<Listener> {
+    if (spec.ioThread) {
+      const ref: { listener?: Listener } = {};
+      const sock = await ThreadedUdpSocket.bind({
+        type: net.isIPv6(spec.address) ? 'udp6' : 'udp4',
+        address: spec.address,
+        port: spec.port,
+        recvBufferSize: 4 << 20,
+        // The listener exists once bind resolves; nothing is received before the thread reports bound.
+        onMessage: (buf, rinfo) => {
+          if (ref.listener) this.onDatagram(buf, rinfo, ref.listener);
+        },
+        onError: (err) => this.logger.warn({ err, address: spec.address, port: spec.port }, 'UDP socket error'),
+        onStopped: (err) => {
+          // A listener that can no longer receive is a dead server: stop the process, so that its
+          // supervisor restarts it (the log replay restores its state), rather than run deaf.
+          this.logger.fatal({ err, address: spec.address, port: spec.port }, 'UDP I/O thread stopped');
+          setImmediate(() => {
+            throw err;
+          });
+        },
+      });
+      const addr = sock.address();
+      ref.listener = { transport: 'udp', address: addr.address, port: addr.port, udp: sock };
+      return ref.listener;
+    }
     const sock = dgram.createSocket({ type: net.isIPv6(spec.address) ? 'udp6' : 'udp4', lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       const failed = (err: Error): void => {
@@ -353,7 +387,7 @@ export class TransportManager {
 
   // ---- receiving --------------------------------------------------------------------------------
 
-  private onDatagram(buf: Buffer, rinfo: dgram.RemoteInfo, listener: Listener): void {
+  private onDatagram(buf: Buffer, rinfo: { address: string; port: number }, listener: Listener): void {
     this.stats.bytesReceived += buf.length;
     // RFC 5626 s4.4.1 / RFC 3261 s7.5: a datagram of CRLFs is a keep-alive; nothing to parse.
     if (buf.length <= 4 && buf.every((b) => b === 0x0d || b === 0x0a)) return;
@@ -523,8 +557,8 @@ export class TransportManager {
     });
   }
 
-  private udpSocketFor(family: 4 | 6, local: Source['local']): dgram.Socket | undefined {
-    let fallback: dgram.Socket | undefined;
+  private udpSocketFor(family: 4 | 6, local: Source['local']): UdpSocket | undefined {
+    let fallback: UdpSocket | undefined;
     for (const l of this.listeners) {
       if (!l.udp) continue;
       const lf = l.address.includes(':') ? 6 : 4;
