@@ -5,7 +5,7 @@
  *                        [--fixed-seconds 15] [--step-seconds 10] [--warm-seconds 35] [--settle-seconds 35] [--reg-rate 500] [--call-rate 150]
  *                        [--reg-ladder 250,500,750,...] [--call-ladder 100,200,300,...] [--no-calls] [--no-reg]
  *                        (an empty ladder, e.g. --reg-ladder '', leaves that ladder out)
- *                        [--no-ladder] [--bin dist/src/cli/main.js] [--ab LABEL=PATH/main.js ...] [--node-arg=--cpu-prof] [--workers 4]
+ *                        [--no-ladder] [--bin dist/src/cli/main.js] [--ab LABEL=PATH/main.js ...] [--ab-io-thread] [--node-arg=--cpu-prof] [--workers 4]
  *                        [--keep] [--json FILE]
  *
  * Defaults: sipledger, kam-db0 and kam-db1; 3 rounds, 15 s fixed-rate runs, 10 s ladder steps,
@@ -36,7 +36,8 @@
  *
  * Figures move by +-30% between runs on a shared machine: compare systems within one run. To compare
  * two builds of sipledger, give each with --ab (e.g. --ab base=/tmp/base/dist/src/cli/main.js
- * --ab new=dist/src/cli/main.js --systems ''): each runs as system sipledger-LABEL, interleaved with
+ * --ab new=dist/src/cli/main.js --systems ''): each runs as system sipledger-LABEL (with its UDP listener
+ * on an I/O thread under --ab-io-thread), interleaved with
  * the others like any system.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -69,6 +70,7 @@ const { values: args } = parseArgs({
     'no-ladder': { type: 'boolean', default: false },
     bin: { type: 'string', default: DEFAULT_BIN },
     ab: { type: 'string', multiple: true },
+    'ab-io-thread': { type: 'boolean', default: false },
     'node-arg': { type: 'string', multiple: true },
     workers: { type: 'string', default: '4' },
     keep: { type: 'boolean', default: false },
@@ -220,7 +222,9 @@ try {
   for (const name of systems) {
     const build = builds.get(name);
     if (build !== undefined) {
-      running.push(await startSipledgerSystem({ workDir, bin: build, dbPort: db.port, nodeArgs: args['node-arg'] ?? [], name }));
+      running.push(
+        await startSipledgerSystem({ workDir, bin: build, dbPort: db.port, nodeArgs: args['node-arg'] ?? [], name, ...(args['ab-io-thread'] ? { ioThread: true } : {}) }),
+      );
     } else if (name === 'sipledger' || name === 'sipledger-cache' || name === 'sipledger-io') {
       // sipledger-cache: the MySQL backend's positive credential cache on (cacheTtlMs 60 s); Kamailio's
       // reference config has none, so the plain variant is the like-for-like one. sipledger-io: the

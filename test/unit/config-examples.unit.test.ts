@@ -98,7 +98,7 @@ describe('listen[].ioThread', () => {
     expect(cfg.listen[0]).toMatchObject({ transport: 'udp', ioThread: true });
   });
 
-  const problemsOf = (listen: unknown[]): Array<{ path: string; message: string }> => {
+  const problemsOf = (listen: unknown[]): ReadonlyArray<{ path: string; message: string }> => {
     try {
       configFromObject(withListen(listen), 'io.yaml', tmp);
     } catch (e) {
