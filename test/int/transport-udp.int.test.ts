@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
@@ -205,6 +206,36 @@ describe('UDP on an I/O thread', () => {
     expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'TRANSPORT_SEND_FAILED' });
     expect(tm.stats.sendErrors).toBe(1);
     await until(() => replies.length === 2, 'the two good datagrams');
+  });
+
+  it('drops what arrives while the main thread is a full backlog behind, counts it, and goes on', async () => {
+    await tm.close();
+    tm = await TransportManager.listen({
+      listen: [{ transport: 'udp', address: '127.0.0.1', port: 0, ioThread: true, ioThreadMaxBacklog: 10 }],
+      limits: DEFAULT_LIMITS,
+      logger: pino({ level: 'silent' }),
+    });
+    tm.onMessage((m) => got.push(m));
+    port = tm.listening()[0]!.port;
+    // A peer in another process sends 100 requests while this thread is blocked (spawnSync): the
+    // I/O thread hands over 10 and must drop the other 90 rather than queue them.
+    const peer = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const d = require('node:dgram').createSocket('udp4'); let n = 0;
+         for (let i = 0; i < 100; i++) d.send(Buffer.from(process.argv[1].replace('CSEQ', String(i + 1))), ${port}, '127.0.0.1', () => { if (++n === 100) d.close(); });`,
+        register({ cseq: 'CSEQ REGISTER' }),
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(peer.status, peer.stderr).toBe(0);
+    await until(() => got.length === 10 && tm.stats.udpBacklogDrops === 90, 'the 10 handed over and the 90 dropped');
+    expect(got.map((m) => m.get('CSeq'))).toEqual(Array.from({ length: 10 }, (_, i) => `${i + 1} REGISTER`));
+    // Once caught up, the socket takes requests again.
+    client.send(Buffer.from(register({ cseq: '101 REGISTER' })), port, '127.0.0.1');
+    await until(() => got.length === 11, 'a request after the backlog drained');
+    expect(got[10]!.get('CSeq')).toBe('101 REGISTER');
   });
 
   it('refuses sends once closed, with a transport error', async () => {

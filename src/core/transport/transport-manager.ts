@@ -28,6 +28,8 @@ export interface ListenSpec {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** UDP only: receive and send on an I/O thread of its own (udp-thread.ts). */
   ioThread?: boolean;
+  /** With ioThread: most datagrams handed to the main thread and not yet taken in (default 2048). */
+  ioThreadMaxBacklog?: number;
 }
 
 /** What the transport needs of a UDP socket: Node's own, or one run by an I/O thread. */
@@ -91,6 +93,8 @@ export interface TransportStats {
   idleTimeouts: number;
   keepAlivePongs: number;
   sendErrors: number;
+  /** UDP datagrams an I/O thread dropped because the main thread was too far behind (listen[].ioThread). */
+  udpBacklogDrops: number;
 }
 
 interface Listener {
@@ -131,6 +135,7 @@ export class TransportManager {
     idleTimeouts: 0,
     keepAlivePongs: 0,
     sendErrors: 0,
+    udpBacklogDrops: 0,
   };
 
   private readonly listeners: Listener[] = [];
@@ -287,16 +292,23 @@ export class TransportManager {
   private async bindUdp(spec: ListenSpec): Promise<Listener> {
     if (spec.ioThread) {
       const ref: { listener?: Listener } = {};
+      let droppedBefore = 0;
       const sock = await ThreadedUdpSocket.bind({
         type: net.isIPv6(spec.address) ? 'udp6' : 'udp4',
         address: spec.address,
         port: spec.port,
         recvBufferSize: 4 << 20,
+        ...(spec.ioThreadMaxBacklog !== undefined ? { maxBacklog: spec.ioThreadMaxBacklog } : {}),
         // The listener exists once bind resolves; nothing is received before the thread reports bound.
         onMessage: (buf, rinfo) => {
           if (ref.listener) this.onDatagram(buf, rinfo, ref.listener);
         },
         onError: (err) => this.logger.warn({ err, address: spec.address, port: spec.port }, 'UDP socket error'),
+        onDropped: (total) => {
+          this.stats.udpBacklogDrops += total - droppedBefore;
+          droppedBefore = total;
+          this.logOnce(`backlog ${spec.address}:${spec.port}`, { address: spec.address, port: spec.port, dropped: total }, 'UDP datagrams dropped: the main thread is too far behind its I/O thread');
+        },
         onStopped: (err) => {
           // A listener that can no longer receive is a dead server: stop the process, so that its
           // supervisor restarts it (the log replay restores its state), rather than run deaf.

@@ -13,6 +13,13 @@ export interface UdpWorkerData {
   readonly address: string;
   readonly port: number;
   readonly recvBufferSize: number;
+  /**
+   * Shared counters (Int32Array over a SharedArrayBuffer): [0] datagrams the main thread has taken
+   * in, [1] datagrams this thread dropped because the main thread was too far behind.
+   */
+  readonly counters: SharedArrayBuffer;
+  /** Most datagrams handed over and not yet taken in by the main thread. */
+  readonly maxBacklog: number;
 }
 
 /** Messages from the I/O thread to the main thread. */
@@ -37,11 +44,15 @@ const sock = dgram.createSocket({
     callback(null, address, address.includes(':') ? 6 : 4),
 });
 
+const counters = new Int32Array(data.counters);
+/** Datagrams handed to the main thread so far (wraps as the shared counter does). */
+let handedOver = 0;
 const rx = new BatchWriter();
 let rxScheduled = false;
 const flushRx = (): void => {
   rxScheduled = false;
   if (rx.length === 0) return;
+  handedOver = (handedOver + rx.length) | 0;
   const batch = rx.take();
   port.postMessage({ t: 'rx', batch } satisfies FromUdpWorker, [batch]);
 };
@@ -78,6 +89,13 @@ sock.bind({ address: data.address, port: data.port }, () => {
   }
   const a = sock.address();
   sock.on('message', (buf, rinfo) => {
+    // Backpressure: a main thread that falls behind would otherwise see its queue grow without
+    // bound and answer requests long abandoned. Past the limit a datagram is dropped, as the
+    // kernel drops what overflows a socket's buffer; the sender retransmits.
+    if (((handedOver - Atomics.load(counters, 0)) | 0) + rx.length >= data.maxBacklog) {
+      Atomics.add(counters, 1, 1);
+      return;
+    }
     rx.push(buf, rinfo.address, rinfo.port);
     if (!rxScheduled) {
       rxScheduled = true;
