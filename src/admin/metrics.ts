@@ -118,6 +118,18 @@ export function renderMetrics(app: Sipledger, now: number, derived?: EventCounte
       .map(([k, v]) => [{ event: k }, v]),
   );
 
+  // --- transports
+  const tr = app.transports.stats;
+  metric('sipledger_connections_open', 'gauge', 'TCP and TLS connections open', [[{}, tr.connectionsOpen]]);
+  metric(
+    'sipledger_transport_events_total',
+    'counter',
+    'Transport events, by event: messages and bytes in and out, malformed input, connections, send errors, UDP datagrams an I/O thread dropped',
+    Object.entries(tr)
+      .filter(([k]) => k !== 'connectionsOpen')
+      .map(([k, v]) => [{ event: k }, v]),
+  );
+
   // --- events applied (this instance's and, with Kafka, every other instance's)
   if (derived) {
     metric(

@@ -91,6 +91,11 @@ describe('admin API', () => {
     expect(sample(m, 'sipledger_log_bytes')).toBeGreaterThan(0);
     expect(sample(m, 'sipledger_backend_users', { backend: 'local' })).toBe(4); // alice, bob, carol, dave
     expect(sample(m, 'sipledger_retransmissions_absorbed_total')).toBeGreaterThanOrEqual(0);
+    // The four REGISTERs and their answers went through the transport; nothing was dropped.
+    expect(sample(m, 'sipledger_transport_events_total', { event: 'messagesReceived' })).toBeGreaterThanOrEqual(4);
+    expect(sample(m, 'sipledger_transport_events_total', { event: 'messagesSent' })).toBeGreaterThanOrEqual(4);
+    expect(sample(m, 'sipledger_transport_events_total', { event: 'udpBacklogDrops' })).toBe(0);
+    expect(sample(m, 'sipledger_connections_open')).toBe(0);
     // Every sample line belongs to a declared metric.
     const declared = new Set([...m.matchAll(/^# TYPE (\S+) (counter|gauge|histogram)$/gm)].map((x) => x[1]));
     for (const line of m.split('\n').filter((l) => l && !l.startsWith('#'))) {
