@@ -194,7 +194,7 @@ describe('UDP on an I/O thread', () => {
     expect(tm.stats.messagesSent).toBe(100);
   });
 
-  it('rejects the one send the kernel refuses, and only that one', async () => {
+  it('rejects just the send the kernel refuses; the sends around it go out', async () => {
     const to = { address: '127.0.0.1', port: client.address().port, transport: 'udp' as const };
     // Larger than any UDP datagram can be: the kernel answers EMSGSIZE.
     const results = await Promise.allSettled([
