@@ -5,6 +5,7 @@
  * sees every binding that was acknowledged before the restart.
  */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -26,7 +27,7 @@ import { createMysqlBackend } from './backends/auth/mysql.js';
 import { createRadiusBackend } from './backends/auth/radius/backend.js';
 import { FileLog } from './backends/log/file-log.js';
 import { KafkaLog } from './backends/log/kafka-log.js';
-import { type SipledgerConfig, type MemoryUserConfig, mysqlConnection, resolveSecret } from './config/config.js';
+import { type SipledgerConfig, type MemoryUserConfig, listenerUsesIoThread, mysqlConnection, resolveSecret } from './config/config.js';
 import { AdminServer } from './admin/server.js';
 import { BruteForceGuard, DestinationFilter, FloodLimiter } from './core/security/index.js';
 import { createResponse } from './core/sip/response.js';
@@ -158,7 +159,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
       transport: l.transport,
       address: l.address,
       port: l.port,
-      ...(l.ioThread ? { ioThread: true } : {}),
+      ...(listenerUsesIoThread(l, availableParallelism()) ? { ioThread: true } : {}),
       ...(l.transport === 'tls' ? { tls: { cert: readFileSync(l.cert!), key: readFileSync(l.key!) } } : {}),
     })),
     limits: config.limits,
@@ -319,6 +320,8 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
   logger.info(
     {
       listen: listening.map((l) => `${l.transport}:${l.address}:${l.port}`),
+      // The listeners whose datagrams go through an I/O thread (listen[].ioThread).
+      ioThread: listening.filter((l) => l.ioThread).map((l) => `${l.transport}:${l.address}:${l.port}`),
       domains: config.domains.map((d) => d.domain),
       log: config.log.type,
       contacts: ledger.location.count(Date.now()),

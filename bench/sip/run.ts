@@ -1,11 +1,11 @@
 /**
  * Side-by-side SIP benchmark: sipledger against Kamailio 5.6 on this machine, in the same run.
  *
- *   npm run bench:sip -- [--quick] [--rounds 3] [--users 10000] [--systems sipledger,sipledger-cache,sipledger-io,kam-db0,kam-db1,kam-db3]
+ *   npm run bench:sip -- [--quick] [--rounds 3] [--users 10000] [--systems sipledger,sipledger-cache,sipledger-io,sipledger-main,kam-db0,kam-db1,kam-db3]
  *                        [--fixed-seconds 15] [--step-seconds 10] [--warm-seconds 35] [--settle-seconds 35] [--reg-rate 500] [--call-rate 150]
  *                        [--reg-ladder 250,500,750,...] [--call-ladder 100,200,300,...] [--no-calls] [--no-reg]
  *                        (an empty ladder, e.g. --reg-ladder '', leaves that ladder out)
- *                        [--no-ladder] [--bin dist/src/cli/main.js] [--ab LABEL=PATH/main.js ...] [--ab-io-thread] [--node-arg=--cpu-prof] [--workers 4]
+ *                        [--no-ladder] [--bin dist/src/cli/main.js] [--ab LABEL=PATH/main.js ...] [--ab-io-thread | --ab-main-thread] [--node-arg=--cpu-prof] [--workers 4]
  *                        [--keep] [--json FILE]
  *
  * Defaults: sipledger, kam-db0 and kam-db1; 3 rounds, 15 s fixed-rate runs, 10 s ladder steps,
@@ -37,8 +37,8 @@
  * Figures move by +-30% between runs on a shared machine: compare systems within one run. To compare
  * two builds of sipledger, give each with --ab (e.g. --ab base=/tmp/base/dist/src/cli/main.js
  * --ab new=dist/src/cli/main.js --systems ''): each runs as system sipledger-LABEL (with its UDP listener
- * on an I/O thread under --ab-io-thread), interleaved with
- * the others like any system.
+ * on an I/O thread under --ab-io-thread, on the main thread under --ab-main-thread, as the build's
+ * default otherwise), interleaved with the others like any system.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,6 +71,7 @@ const { values: args } = parseArgs({
     bin: { type: 'string', default: DEFAULT_BIN },
     ab: { type: 'string', multiple: true },
     'ab-io-thread': { type: 'boolean', default: false },
+    'ab-main-thread': { type: 'boolean', default: false },
     'node-arg': { type: 'string', multiple: true },
     workers: { type: 'string', default: '4' },
     keep: { type: 'boolean', default: false },
@@ -223,12 +224,14 @@ try {
     const build = builds.get(name);
     if (build !== undefined) {
       running.push(
-        await startSipledgerSystem({ workDir, bin: build, dbPort: db.port, nodeArgs: args['node-arg'] ?? [], name, ...(args['ab-io-thread'] ? { ioThread: true } : {}) }),
+        await startSipledgerSystem({ workDir, bin: build, dbPort: db.port, nodeArgs: args['node-arg'] ?? [], name, ...(args['ab-io-thread'] ? { ioThread: true } : args['ab-main-thread'] ? { ioThread: false } : {}) }),
       );
-    } else if (name === 'sipledger' || name === 'sipledger-cache' || name === 'sipledger-io') {
+    } else if (name === 'sipledger' || name === 'sipledger-cache' || name === 'sipledger-io' || name === 'sipledger-main') {
       // sipledger-cache: the MySQL backend's positive credential cache on (cacheTtlMs 60 s); Kamailio's
-      // reference config has none, so the plain variant is the like-for-like one. sipledger-io: the
-      // UDP listener's datagrams received and sent on an I/O thread (listen[].ioThread).
+      // reference config has none, so the plain variant is the like-for-like one. sipledger-io and
+      // sipledger-main: the UDP listener's datagrams received and sent on an I/O thread, or on the
+      // main thread (listen[].ioThread true or false; sipledger itself runs with the default, which
+      // is the I/O thread on a machine with two CPUs or more).
       running.push(
         await startSipledgerSystem({
           workDir,
@@ -237,12 +240,12 @@ try {
           nodeArgs: args['node-arg'] ?? [],
           name,
           ...(name === 'sipledger-cache' ? { cacheTtlMs: 60_000 } : {}),
-          ...(name === 'sipledger-io' ? { ioThread: true } : {}),
+          ...(name === 'sipledger-io' ? { ioThread: true } : name === 'sipledger-main' ? { ioThread: false } : {}),
         }),
       );
     } else {
       const m = /^kam-db([013])$/.exec(name);
-      if (!m) throw new Error(`unknown system ${name} (sipledger, sipledger-cache, sipledger-io, kam-db0, kam-db1, kam-db3)`);
+      if (!m) throw new Error(`unknown system ${name} (sipledger, sipledger-cache, sipledger-io, sipledger-main, kam-db0, kam-db1, kam-db3)`);
       running.push(await startKamailioSystem({ workDir, kamailio: kamailio!, dbPort: db.port, dbMode: Number(m[1]) as 0 | 1 | 3, workers: Number(args.workers), shmMb: 256 }));
     }
     log(`${running[running.length - 1]!.description} on 127.0.0.1:${running[running.length - 1]!.port}`);

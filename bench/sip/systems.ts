@@ -71,7 +71,7 @@ export async function startSipledgerSystem(opts: {
   nodeArgs?: string[];
   cacheTtlMs?: number;
   maxTransactions?: number;
-  /** The UDP listener on an I/O thread of its own (listen[].ioThread). */
+  /** listen[].ioThread for the UDP listener; unset leaves sipledger's default (on with 2+ CPUs). */
   ioThread?: boolean;
   name?: string;
   /** Extra environment variables for the process. */
@@ -84,7 +84,7 @@ export async function startSipledgerSystem(opts: {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const config = {
-    listen: [{ transport: 'udp', address: '127.0.0.1', port, ...(opts.ioThread ? { ioThread: true } : {}) }],
+    listen: [{ transport: 'udp', address: '127.0.0.1', port, ...(opts.ioThread !== undefined ? { ioThread: opts.ioThread } : {}) }],
     // Every REGISTER transaction is kept 64*T1 = 32 s to absorb retransmissions (RFC 3261 timer J),
     // two per registration: at 5,000 registrations/s that is 320,000 alive. The default cap (20,000)
     // suits ~300 registrations/s; a deployment sizes it as 2 x peak REGISTER/s x 32.
@@ -119,7 +119,7 @@ export async function startSipledgerSystem(opts: {
   await waitForSip(port, 30_000, child);
   return {
     name,
-    description: `sipledger (MySQL auth${opts.cacheTtlMs ? `, credential cache ${opts.cacheTtlMs / 1000} s` : ''}${opts.ioThread ? ', UDP on an I/O thread' : ''}, file log fsync=batch, NODE_OPTIONS=${opts.env?.['NODE_OPTIONS'] ?? SERVICE_NODE_OPTIONS})`,
+    description: `sipledger (MySQL auth${opts.cacheTtlMs ? `, credential cache ${opts.cacheTtlMs / 1000} s` : ''}${opts.ioThread === undefined ? '' : opts.ioThread ? ', UDP on an I/O thread' : ', UDP on the main thread'}, file log fsync=batch, NODE_OPTIONS=${opts.env?.['NODE_OPTIONS'] ?? SERVICE_NODE_OPTIONS})`,
     port,
     pid: child.pid,
     child,

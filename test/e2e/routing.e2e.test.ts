@@ -28,10 +28,11 @@ async function register(proxy: RunningSipledger, user: string, password: string,
   });
 }
 
-// The same calls with the UDP listener's datagrams received and sent on an I/O thread
-// (listen[].ioThread): what the phones see must not change.
+// The same calls with the UDP listener's datagrams on the main thread and on an I/O thread
+// (listen[].ioThread, set both ways here whatever the machine's default): what the phones see must
+// not change.
 describe.each([
-  { mode: '', ioThread: false },
+  { mode: ' (UDP on the main thread)', ioThread: false },
   { mode: ' (UDP on an I/O thread)', ioThread: true },
 ])('routing through the real proxy$mode', ({ ioThread }) => {
   let proxy: RunningSipledger;
@@ -40,10 +41,15 @@ describe.each([
   beforeAll(async () => {
     port = await freePort();
     const config = baseConfig({}, port);
-    if (ioThread) {
-      config['listen'] = (config['listen'] as Array<Record<string, unknown>>).map((l) => (l['transport'] === 'udp' ? { ...l, ioThread: true } : l));
-    }
+    config['listen'] = (config['listen'] as Array<Record<string, unknown>>).map((l) => (l['transport'] === 'udp' ? { ...l, ioThread } : l));
     proxy = await startSipledger(config);
+  });
+
+  it('says at start which listeners use an I/O thread', async () => {
+    const started = await proxy.waitForLog((l) => l['msg'] === 'sipledger started');
+    const udp = (started['listen'] as string[]).filter((l) => l.startsWith('udp:'));
+    expect(udp).toHaveLength(1);
+    expect(started['ioThread']).toEqual(ioThread ? udp : []);
   });
 
   afterAll(async () => {

@@ -102,6 +102,8 @@ interface Listener {
   readonly address: string;
   readonly port: number;
   readonly udp?: UdpSocket;
+  /** The UDP socket is run by an I/O thread (listen[].ioThread). */
+  readonly ioThread?: boolean;
   readonly server?: net.Server;
 }
 
@@ -191,8 +193,8 @@ export class TransportManager {
   }
 
   /** The addresses actually bound (a port 0 in the spec becomes the port the system chose). */
-  listening(): Array<{ transport: Transport; address: string; port: number }> {
-    return this.listeners.map((l) => ({ transport: l.transport, address: l.address, port: l.port }));
+  listening(): Array<{ transport: Transport; address: string; port: number; ioThread: boolean }> {
+    return this.listeners.map((l) => ({ transport: l.transport, address: l.address, port: l.port, ioThread: l.ioThread === true }));
   }
 
   /** The connection a stream message came on, while it is open (for tests and diagnostics). */
@@ -319,7 +321,7 @@ export class TransportManager {
         },
       });
       const addr = sock.address();
-      ref.listener = { transport: 'udp', address: addr.address, port: addr.port, udp: sock };
+      ref.listener = { transport: 'udp', address: addr.address, port: addr.port, udp: sock, ioThread: true };
       return ref.listener;
     }
     const sock = dgram.createSocket({ type: net.isIPv6(spec.address) ? 'udp6' : 'udp4', lookup: literalLookup });
