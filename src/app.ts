@@ -5,7 +5,6 @@
  * sees every binding that was acknowledged before the restart.
  */
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -27,7 +26,7 @@ import { createMysqlBackend } from './backends/auth/mysql.js';
 import { createRadiusBackend } from './backends/auth/radius/backend.js';
 import { FileLog } from './backends/log/file-log.js';
 import { KafkaLog } from './backends/log/kafka-log.js';
-import { type SipledgerConfig, type MemoryUserConfig, listenerUsesIoThread, mysqlConnection, resolveSecret } from './config/config.js';
+import { type SipledgerConfig, type MemoryUserConfig, mysqlConnection, resolveSecret } from './config/config.js';
 import { AdminServer } from './admin/server.js';
 import { BruteForceGuard, DestinationFilter, FloodLimiter } from './core/security/index.js';
 import { createResponse } from './core/sip/response.js';
@@ -159,7 +158,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
       transport: l.transport,
       address: l.address,
       port: l.port,
-      ...(listenerUsesIoThread(l, availableParallelism()) ? { ioThread: true } : {}),
+      ...(l.ioThread ? { ioThread: true } : {}),
       ...(l.transport === 'tls' ? { tls: { cert: readFileSync(l.cert!), key: readFileSync(l.key!) } } : {}),
     })),
     limits: config.limits,

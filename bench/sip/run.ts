@@ -230,8 +230,8 @@ try {
       // sipledger-cache: the MySQL backend's positive credential cache on (cacheTtlMs 60 s); Kamailio's
       // reference config has none, so the plain variant is the like-for-like one. sipledger-io and
       // sipledger-main: the UDP listener's datagrams received and sent on an I/O thread, or on the
-      // main thread (listen[].ioThread true or false; sipledger itself runs with the default, which
-      // is the I/O thread on a machine with two CPUs or more).
+      // main thread (listen[].ioThread true or false; sipledger itself runs with the default, the
+      // main thread).
       running.push(
         await startSipledgerSystem({
           workDir,

@@ -71,7 +71,7 @@ export async function startSipledgerSystem(opts: {
   nodeArgs?: string[];
   cacheTtlMs?: number;
   maxTransactions?: number;
-  /** listen[].ioThread for the UDP listener; unset leaves sipledger's default (on with 2+ CPUs). */
+  /** listen[].ioThread for the UDP listener; unset leaves sipledger's default (the main thread). */
   ioThread?: boolean;
   name?: string;
   /** Extra environment variables for the process. */

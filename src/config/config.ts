@@ -18,22 +18,8 @@ export interface ListenConfig {
   port: number;
   cert?: string;
   key?: string;
-  /**
-   * UDP: receive and send on an I/O thread of its own, so the main thread's system calls move there.
-   * Unset: on when the process may run on two CPUs or more (`listenerUsesIoThread`).
-   */
+  /** UDP: receive and send on an I/O thread of its own, so the main thread's system calls move there. */
   ioThread?: boolean;
-}
-
-/**
- * Whether a listener's datagrams go through an I/O thread: as configured, else for UDP when the
- * process may run on two CPUs or more (`os.availableParallelism()`). On one CPU the thread only
- * adds hand-offs; on two or more it takes the socket's system calls off the main thread, which is
- * what limits a busy server (ADR 0006).
- */
-export function listenerUsesIoThread(l: Pick<ListenConfig, 'transport' | 'ioThread'>, cpus: number): boolean {
-  if (l.transport !== 'udp') return false;
-  return l.ioThread ?? cpus >= 2;
 }
 
 export interface MemoryUserConfig {

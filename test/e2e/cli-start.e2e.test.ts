@@ -48,6 +48,8 @@ describe('sipledger start', () => {
     cleanup.push(() => second.kill());
     const started = await second.waitForLog((l) => l['msg'] === 'sipledger started');
     expect(started['contacts']).toBe(1);
+    // listen[].ioThread unset: every listener's datagrams stay on the main thread.
+    expect(started['ioThread']).toEqual([]);
     const loc = (await (await fetch(`${second.adminUrl}/location`)).json()) as { aors: Array<{ aor: string; bindings: Array<{ uri: string }> }> };
     expect(loc.aors).toEqual([expect.objectContaining({ aor: 'sip:alice@example.com' })]);
     expect(loc.aors[0]!.bindings.map((b) => b.uri)).toEqual(['sip:alice@127.0.0.1:5070']);

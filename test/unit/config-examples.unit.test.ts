@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, configFromObject, listenerUsesIoThread, loadConfig } from '../../src/config/config.js';
+import { ConfigError, configFromObject, loadConfig } from '../../src/config/config.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const example = (name: string): Record<string, unknown> => YAML.parse(readFileSync(path.join(root, 'examples', name), 'utf8')) as Record<string, unknown>;
@@ -120,17 +120,5 @@ describe('listen[].ioThread', () => {
     const problems = problemsOf([{ transport: 'udp', address: '127.0.0.1', port: 5062, ioThread: 'yes' }]);
     expect(problems.map((p) => p.path)).toEqual(['listen[0].ioThread']);
     expect(problems[0]!.message).toMatch(/boolean/);
-  });
-
-  it('left unset, is on for UDP listeners when the process may run on two CPUs or more', () => {
-    const cfg = configFromObject(withListen([{ transport: 'udp', address: '127.0.0.1', port: 5060 }, { transport: 'tcp', address: '127.0.0.1', port: 5060 }]), 'io.yaml', tmp);
-    expect(cfg.listen[0]!.ioThread).toBeUndefined();
-    expect([1, 2, 8].map((cpus) => listenerUsesIoThread(cfg.listen[0]!, cpus))).toEqual([false, true, true]);
-    expect([1, 2, 8].map((cpus) => listenerUsesIoThread(cfg.listen[1]!, cpus))).toEqual([false, false, false]);
-  });
-
-  it('set, is as configured whatever the number of CPUs', () => {
-    expect([1, 2, 8].map((cpus) => listenerUsesIoThread({ transport: 'udp', ioThread: false }, cpus))).toEqual([false, false, false]);
-    expect([1, 2, 8].map((cpus) => listenerUsesIoThread({ transport: 'udp', ioThread: true }, cpus))).toEqual([true, true, true]);
   });
 });
