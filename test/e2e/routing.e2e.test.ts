@@ -29,8 +29,7 @@ async function register(proxy: RunningSipledger, user: string, password: string,
 }
 
 // The same calls with the UDP listener's datagrams on the main thread and on an I/O thread
-// (listen[].ioThread, set both ways here whatever the machine's default): what the phones see must
-// not change.
+// (listen[].ioThread, written out both ways): what the phones see must not change.
 describe.each([
   { mode: ' (UDP on the main thread)', ioThread: false },
   { mode: ' (UDP on an I/O thread)', ioThread: true },
