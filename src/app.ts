@@ -20,6 +20,7 @@ import { Resolver, type TransportName } from './core/proxy/resolver.js';
 import { Router, type RouterTransaction } from './core/proxy/router.js';
 import type { SipRequest } from './core/sip/message.js';
 import { TransactionLayer } from './core/transaction/index.js';
+import { warmUp, type WarmUpResult } from './core/warmup.js';
 import { TransportManager } from './core/transport/index.js';
 import { MemoryBackend, type MemoryUser } from './backends/auth/memory.js';
 import { createMysqlBackend } from './backends/auth/mysql.js';
@@ -133,6 +134,16 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     ...(config.snapshots.dir ? { snapshotDir: config.snapshots.dir } : {}),
     ...(config.snapshots.every !== undefined ? { snapshotEvery: config.snapshots.every } : {}),
   });
+
+  // Compiled code before the first phone: a private run of the request path (src/core/warmup.ts).
+  let warmed: WarmUpResult;
+  try {
+    warmed = await warmUp({ registrations: config.warmUp.registrations, logger });
+  } catch (err) {
+    // A failed warm-up costs speed, not service: start cold, and say why.
+    logger.warn({ err: (err as Error).message }, 'warm-up failed; starting with cold code');
+    warmed = { registrations: 0, ms: 0 };
+  }
 
   // Abuse resistance (docs/security.md). The guard is fed after the replay, so history never
   // produces new bans; bans already in the log are in ledger.bans.
@@ -326,6 +337,7 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
       contacts: ledger.location.count(Date.now()),
       admin: admin ? admin.address() : undefined,
       startupMs: Date.now() - startedAt,
+      warmUp: warmed,
     },
     'sipledger started',
   );

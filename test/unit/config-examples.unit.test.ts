@@ -122,3 +122,30 @@ describe('listen[].ioThread', () => {
     expect(problems[0]!.message).toMatch(/boolean/);
   });
 });
+
+describe('warmUp', () => {
+  const withWarmUp = (warmUp: unknown): Record<string, unknown> => ({ ...example('quickstart.yaml'), warmUp });
+
+  it('runs 5,000 simulated registrations by default, and takes another number or 0 (none)', () => {
+    expect(configFromObject(example('quickstart.yaml'), 'w.yaml', tmp).warmUp).toEqual({ registrations: 5000 });
+    expect(configFromObject(withWarmUp({ registrations: 0 }), 'w.yaml', tmp).warmUp).toEqual({ registrations: 0 });
+    expect(configFromObject(withWarmUp({ registrations: 20000 }), 'w.yaml', tmp).warmUp).toEqual({ registrations: 20000 });
+  });
+
+  it('refuses a negative or fractional count, or an unknown key, with the key path named', () => {
+    for (const [warmUp, path] of [
+      [{ registrations: -1 }, 'warmUp.registrations'],
+      [{ registrations: 1.5 }, 'warmUp.registrations'],
+      [{ seconds: 3 }, 'warmUp'],
+    ] as const) {
+      let problems: ReadonlyArray<{ path: string; message: string }> = [];
+      try {
+        configFromObject(withWarmUp(warmUp), 'w.yaml', tmp);
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        problems = (e as ConfigError).problems;
+      }
+      expect(problems.map((p) => p.path), JSON.stringify(warmUp)).toEqual([path]);
+    }
+  });
+});
