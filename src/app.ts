@@ -20,7 +20,7 @@ import { Resolver, type TransportName } from './core/proxy/resolver.js';
 import { Router, type RouterTransaction } from './core/proxy/router.js';
 import type { SipRequest } from './core/sip/message.js';
 import { TransactionLayer } from './core/transaction/index.js';
-import { warmUp, type WarmUpResult } from './core/warmup.js';
+import { warmUp, type WarmUpResult } from './warmup.js';
 import { TransportManager } from './core/transport/index.js';
 import { MemoryBackend, type MemoryUser } from './backends/auth/memory.js';
 import { createMysqlBackend } from './backends/auth/mysql.js';
@@ -135,10 +135,10 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
     ...(config.snapshots.every !== undefined ? { snapshotEvery: config.snapshots.every } : {}),
   });
 
-  // Compiled code before the first phone: a private run of the request path (src/core/warmup.ts).
+  // Compiled code before the first phone: a private run of the request path (src/warmup.ts).
   let warmed: WarmUpResult;
   try {
-    warmed = await warmUp({ registrations: config.warmUp.registrations, logger });
+    warmed = await warmUp({ registrations: config.warmUp.registrations, limits: config.limits, fileLog: config.log.type === 'file', logger });
   } catch (err) {
     // A failed warm-up costs speed, not service: start cold, and say why.
     logger.warn({ err: (err as Error).message }, 'warm-up failed; starting with cold code');

@@ -1,7 +1,12 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { warmUp } from '../../src/core/warmup.js';
+import { warmUp } from '../../src/warmup.js';
+
+const LIMITS = { maxMessageBytes: 16384, maxHeaders: 128, maxLineLength: 8192 };
 
 function capturingLogger(): { logger: pino.Logger; lines: string[] } {
   const lines: string[] = [];
@@ -15,17 +20,22 @@ function capturingLogger(): { logger: pino.Logger; lines: string[] } {
 }
 
 describe('warmUp', () => {
-  it('completes every simulated registration (401, then 200) through the request path, writing no log line', async () => {
-    const { logger, lines } = capturingLogger();
-    const r = await warmUp({ registrations: 300, logger });
-    expect(r.registrations).toBe(300);
-    expect(r.ms).toBeGreaterThan(0);
-    // Its private instance's debug lines would be about made-up phones.
-    expect(lines).toEqual([]);
-  });
+  for (const fileLog of [true, false]) {
+    it(`completes every simulated registration (401, then 200) over loopback UDP, ${fileLog ? 'on a file log it removes afterwards' : 'on an in-memory log'}, writing no log line`, async () => {
+      const { logger, lines } = capturingLogger();
+      const tmpDir = mkdtempSync(path.join(tmpdir(), 'warm-up-test-'));
+      const r = await warmUp({ registrations: 300, limits: LIMITS, fileLog, tmpDir, logger });
+      expect(r.registrations).toBe(300);
+      expect(r.ms).toBeGreaterThan(0);
+      // Its private instance's debug lines would be about made-up phones.
+      expect(lines).toEqual([]);
+      expect(readdirSync(tmpDir)).toEqual([]);
+      rmSync(tmpDir, { recursive: true });
+    });
+  }
 
   it('does nothing when asked for no registrations', async () => {
     const { logger } = capturingLogger();
-    expect(await warmUp({ registrations: 0, logger })).toEqual({ registrations: 0, ms: 0 });
+    expect(await warmUp({ registrations: 0, limits: LIMITS, fileLog: true, logger })).toEqual({ registrations: 0, ms: 0 });
   });
 });
