@@ -138,11 +138,11 @@ export async function startSipledger(config: SipledgerConfig, logger: Logger): P
   // Compiled code before the first phone: a private run of the request path (src/warmup.ts).
   let warmed: WarmUpResult;
   try {
-    warmed = await warmUp({ registrations: config.warmUp.registrations, limits: config.limits, fileLog: config.log.type === 'file', logger });
+    warmed = await warmUp({ registrations: config.warmUp.registrations, calls: config.warmUp.calls, limits: config.limits, fileLog: config.log.type === 'file', logger });
   } catch (err) {
     // A failed warm-up costs speed, not service: start cold, and say why.
     logger.warn({ err: (err as Error).message }, 'warm-up failed; starting with cold code');
-    warmed = { registrations: 0, ms: 0 };
+    warmed = { registrations: 0, calls: 0, ms: 0 };
   }
 
   // Abuse resistance (docs/security.md). The guard is fed after the replay, so history never

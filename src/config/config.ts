@@ -90,7 +90,7 @@ export interface SipledgerConfig {
   logging: { level: string; sipTrace: boolean };
   retryAfter: number;
   /** Simulated registrations run through a private copy of the request path before the sockets open (src/warmup.ts). */
-  warmUp: { registrations: number };
+  warmUp: { registrations: number; calls: number };
   /** Brute-force guard, flood limit and destination filter (docs/security.md). */
   security: SecurityConfig;
   /** The directory relative paths in the file are resolved against. */
@@ -182,7 +182,7 @@ export function configFromObject(doc: unknown, file = '<config>', baseDir = proc
     admin: { enabled: true, address: '127.0.0.1', port: 8080, ...(raw.admin ?? {}) },
     logging: { level: 'info', sipTrace: false, ...(raw.logging ?? {}) },
     retryAfter: raw.retryAfter ?? 5,
-    warmUp: { registrations: 5000, ...(raw.warmUp ?? {}) },
+    warmUp: { registrations: 5000, calls: 1000, ...(raw.warmUp ?? {}) },
     security: undefined as unknown as SecurityConfig,
     baseDir,
   };

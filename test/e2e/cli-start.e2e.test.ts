@@ -46,11 +46,12 @@ describe('sipledger start', () => {
     // The warm-up's simulated phones registered through a private copy of the request path: none
     // of them is in the log, which holds alice's registration alone.
     const firstStart = JSON.parse(first.output.find((l) => l.includes('"msg":"sipledger started"'))!) as Record<string, unknown>;
-    expect(firstStart['warmUp']).toEqual({ registrations: 500, ms: expect.any(Number) });
+    expect(firstStart['warmUp']).toEqual({ registrations: 500, calls: 100, ms: expect.any(Number) });
     const inspected = await runCli(['log', 'inspect', '-c', first.configFile, '--json'], { cwd: first.dir });
     expect(inspected.code).toBe(0);
     const events = inspected.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; aor?: string });
     expect(events.filter((e) => e.type.startsWith('contact.')).map((e) => e.aor)).toEqual(['sip:alice@example.com']);
+    expect(events.filter((e) => e.type.startsWith('call.'))).toEqual([]);
     expect(inspected.stdout).not.toContain('warmup.invalid');
 
     const second = await startSipledger(baseConfig(), { dir: first.dir });

@@ -155,8 +155,8 @@ export function baseConfig(overrides: Record<string, unknown> = {}, port = 0): R
     log: { type: 'file', dir: './data/log', fsync: 'batch' },
     admin: { address: '127.0.0.1', port: 0 },
     logging: { level: 'info' },
-    // The warm-up runs in every test start, shorter than the default (5,000) to keep the suite quick.
-    warmUp: { registrations: 500 },
+    // The warm-up runs in every test start, shorter than the default (5,000 and 1,000) to keep the suite quick.
+    warmUp: { registrations: 500, calls: 100 },
     ...overrides,
   };
 }

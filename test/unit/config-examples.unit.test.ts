@@ -126,16 +126,17 @@ describe('listen[].ioThread', () => {
 describe('warmUp', () => {
   const withWarmUp = (warmUp: unknown): Record<string, unknown> => ({ ...example('quickstart.yaml'), warmUp });
 
-  it('runs 5,000 simulated registrations by default, and takes another number or 0 (none)', () => {
-    expect(configFromObject(example('quickstart.yaml'), 'w.yaml', tmp).warmUp).toEqual({ registrations: 5000 });
-    expect(configFromObject(withWarmUp({ registrations: 0 }), 'w.yaml', tmp).warmUp).toEqual({ registrations: 0 });
-    expect(configFromObject(withWarmUp({ registrations: 20000 }), 'w.yaml', tmp).warmUp).toEqual({ registrations: 20000 });
+  it('runs 5,000 simulated registrations and 1,000 calls by default, and takes other numbers or 0 (none)', () => {
+    expect(configFromObject(example('quickstart.yaml'), 'w.yaml', tmp).warmUp).toEqual({ registrations: 5000, calls: 1000 });
+    expect(configFromObject(withWarmUp({ registrations: 0, calls: 0 }), 'w.yaml', tmp).warmUp).toEqual({ registrations: 0, calls: 0 });
+    expect(configFromObject(withWarmUp({ registrations: 20000 }), 'w.yaml', tmp).warmUp).toEqual({ registrations: 20000, calls: 1000 });
   });
 
   it('refuses a negative or fractional count, or an unknown key, with the key path named', () => {
     for (const [warmUp, path] of [
       [{ registrations: -1 }, 'warmUp.registrations'],
       [{ registrations: 1.5 }, 'warmUp.registrations'],
+      [{ calls: -5 }, 'warmUp.calls'],
       [{ seconds: 3 }, 'warmUp'],
     ] as const) {
       let problems: ReadonlyArray<{ path: string; message: string }> = [];
