@@ -5,7 +5,11 @@
  * seconds, when a Node process still runs code V8 has not compiled yet (what `warmUp` addresses).
  *
  *   npx tsx bench/sip/cold-start.ts [--rate 1000] [--seconds 8] [--rounds 3] [--users 10000]
- *       [--system LABEL=PATH/main.js[@WARMUP_REGISTRATIONS] ...] [--kam 1]
+ *       [--system LABEL=PATH/main.js[@REGISTRATIONS[,CALLS]] ...] [--kam 1] [--calls]
+ *
+ * --calls: instead of registrations, the callees (10) register and then SIPp's call-auth scenario
+ * runs at --rate (INVITE -> 407 -> INVITE with credentials -> relayed to a SIPp UAS -> 200/ACK/BYE);
+ * the call-setup times are printed.
  *
  * Without --system, the current build (dist/src/cli/main.js) runs with its default warm-up
  * ('sipledger') and with none ('sipledger-cold'). --kam N adds Kamailio usrloc db_mode N, started
@@ -18,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { startPrivateMariadb } from '../../test/support/mariadb.js';
 import { findTool, median } from './procs.js';
 import { generateUsers, provisionKamailioSchema } from './provision.js';
-import { p, runSipp } from './sipp.js';
+import { p, runSipp, startUas } from './sipp.js';
 import { DEFAULT_BIN, freePort, startKamailioSystem, startSipledgerSystem, type SystemUnderTest } from './systems.js';
 
 const { values: args } = parseArgs({
@@ -29,6 +33,7 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '10000' },
     system: { type: 'string', multiple: true },
     kam: { type: 'string' },
+    calls: { type: 'boolean', default: false },
   },
 });
 const sipp = findTool('sipp');
@@ -43,6 +48,7 @@ interface Variant {
 const variants: Variant[] = (args.system ?? [`sipledger=${DEFAULT_BIN}`, `sipledger-cold=${DEFAULT_BIN}@0`]).map((spec) => {
   const label = spec.slice(0, spec.indexOf('='));
   const [bin, warm] = spec.slice(label.length + 1).split('@') as [string, string | undefined];
+  const [registrations, calls] = (warm ?? '').split(',');
   return {
     label,
     start: (workDir, dbPort, round) =>
@@ -51,7 +57,9 @@ const variants: Variant[] = (args.system ?? [`sipledger=${DEFAULT_BIN}`, `sipled
         bin,
         dbPort,
         name: `${label}-${round}`,
-        ...(warm !== undefined ? { configOverrides: { warmUp: { registrations: Number(warm) } } } : {}),
+        ...(warm !== undefined
+          ? { configOverrides: { warmUp: { registrations: Number(registrations), ...(calls !== undefined ? { calls: Number(calls) } : {}) } } }
+          : {}),
       }),
   };
 });
@@ -70,6 +78,9 @@ const db = await startPrivateMariadb();
 const p99s = new Map<string, number[]>();
 const starts = new Map<string, number[]>();
 let n = 0;
+const uasPort = await freePort();
+const uas = args.calls ? startUas(sipp, uasPort, path.join(workDir, 'uas')) : undefined;
+const rtd = args.calls ? 'call_setup' : 'register';
 try {
   const files = generateUsers(path.join(workDir, 'data'), Number(args.users), 10);
   await provisionKamailioSchema(db.port, files.users);
@@ -79,35 +90,51 @@ try {
       const sys = await v.start(workDir, db.port, round);
       const startMs = Date.now() - t0;
       try {
+        if (args.calls) {
+          const callees = await runSipp({
+            sipp,
+            scenario: 'register-auth.xml',
+            target: { host: '127.0.0.1', port: sys.port },
+            localPort: await freePort(),
+            inf: files.callees,
+            rate: 100,
+            calls: 10,
+            dir: path.join(workDir, 'runs', `${++n}-callees`),
+            keys: { contact_hostport: `127.0.0.1:${uasPort}` },
+            timeoutSeconds: 30,
+          });
+          if (callees.succeeded !== 10) throw new Error(`${v.label}: callee registration failed (${callees.succeeded}/10)`);
+        }
         const r = await runSipp({
           sipp,
-          scenario: 'register-auth.xml',
+          scenario: args.calls ? 'call-auth.xml' : 'register-auth.xml',
           target: { host: '127.0.0.1', port: sys.port },
           localPort: await freePort(),
-          inf: files.regUsers,
+          inf: args.calls ? files.calls : files.regUsers,
           rate,
           calls: rate * seconds,
           dir: path.join(workDir, 'runs', String(++n)),
-          keys: { contact_hostport: '127.0.0.1:5099' },
+          ...(args.calls ? {} : { keys: { contact_hostport: '127.0.0.1:5099' } }),
           timeoutSeconds: 60 + seconds * 2,
           extra: ['-max_retrans', '5'],
         });
-        const q = ['50', '90', '99'].map((x) => p(r.rtd['register'], Number(x))).join('/');
+        const q = ['50', '90', '99'].map((x) => p(r.rtd[rtd], Number(x))).join('/');
         console.log(
-          `r${round + 1} ${v.label.padEnd(16)} answering after ${String(startMs).padStart(5)} ms  ok ${r.succeeded}/${rate * seconds} retrans ${r.retransmissions}  registration p50/p90/p99 ${q} ms`,
+          `r${round + 1} ${v.label.padEnd(16)} answering after ${String(startMs).padStart(5)} ms  ok ${r.succeeded}/${rate * seconds} retrans ${r.retransmissions}  ${args.calls ? 'call setup' : 'registration'} p50/p90/p99 ${q} ms`,
         );
-        p99s.set(v.label, [...(p99s.get(v.label) ?? []), p(r.rtd['register'], 99)]);
+        p99s.set(v.label, [...(p99s.get(v.label) ?? []), p(r.rtd[rtd], 99)]);
         starts.set(v.label, [...(starts.get(v.label) ?? []), startMs]);
       } finally {
         await sys.stop();
       }
     }
   }
-  console.log(`\nfirst ${seconds} s at ${rate} REGISTER/s from a fresh start (medians of rounds):`);
+  console.log(`\nfirst ${seconds} s at ${rate} ${args.calls ? 'calls' : 'REGISTER'}/s from a fresh start (medians of rounds):`);
   for (const [label, xs] of p99s) {
-    console.log(`  ${label.padEnd(16)} registration p99 ${xs.join(', ')} ms (median ${median(xs)}); answering after ${median(starts.get(label)!)} ms`);
+    console.log(`  ${label.padEnd(16)} ${args.calls ? 'call setup' : 'registration'} p99 ${xs.join(', ')} ms (median ${median(xs)}); answering after ${median(starts.get(label)!)} ms`);
   }
 } finally {
+  await uas?.stop().catch(() => undefined);
   await db.stop();
   rmSync(workDir, { recursive: true, force: true });
 }
