@@ -65,7 +65,7 @@ const PHONES = 16;
 const ANSWER_TIMEOUT_MS = 10_000;
 const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
 
-/** Registers simulated phones `registrations` times through a private request path; see the module comment. */
+/** Runs `registrations` simulated registrations, then `calls` calls, through a private request path; see the module comment. */
 export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
   const started = performance.now();
   if (opts.registrations <= 0 && opts.calls <= 0) return { registrations: 0, calls: 0, ms: 0 };
@@ -91,7 +91,8 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
     const transactions = new TransactionLayer({
       transport: transports,
       logger,
-      maxTransactions: opts.registrations * 2 + PHONES,
+      // Room for every transaction it makes: two per registration, three per call (INVITE twice, BYE).
+      maxTransactions: opts.registrations * 2 + opts.calls * 3 + PHONES,
       onRequest: (req, tx) => up.router!.handle(req, tx as RouterTransaction | undefined),
     });
     closers.unshift(() => transactions.close());
@@ -106,13 +107,19 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
       logger,
     });
 
-    // The phones share one socket; answers go to the phone waiting on their Call-ID.
+    // The simulated phones share one socket.
     const phones = dgram.createSocket('udp4');
     closers.unshift(() => new Promise<void>((resolve) => phones.close(() => resolve())));
     await new Promise<void>((resolve, reject) => {
       phones.once('error', reject);
-      phones.bind(0, '127.0.0.1', () => resolve());
+      phones.bind(0, '127.0.0.1', () => {
+        phones.off('error', reject);
+        resolve();
+      });
     });
+    // A send the kernel refuses is an 'error' event (sends take no callback here); the phone that
+    // sent it gets no answer and fails the warm-up by its timeout.
+    phones.on('error', () => undefined);
     const phonePort = phones.address().port;
     // Answers go to the phone waiting on their Call-ID and CSeq; requests relayed by the proxy reach
     // the phone as a callee.
