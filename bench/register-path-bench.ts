@@ -21,13 +21,11 @@ import { MemoryBackend } from '../src/backends/auth/memory.js';
 import { FileLog } from '../src/backends/log/file-log.js';
 import { DigestAuthenticator } from '../src/core/auth/authenticator.js';
 import { Ledger } from '../src/core/log/ledger.js';
-import { ProxyCore } from '../src/core/proxy/proxy-core.js';
-import { Resolver } from '../src/core/proxy/resolver.js';
 import { Router, type RouterTransaction } from '../src/core/proxy/router.js';
-import { DEFAULT_REGISTRAR } from '../src/core/registrar/registrar.js';
 import { parseMessage, serialize, type SipResponse, type Source } from '../src/core/sip/index.js';
 import { TransactionLayer } from '../src/core/transaction/index.js';
 import type { PreparedResponse } from '../src/core/transport/index.js';
+import { privateRouter } from '../src/warmup.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -95,15 +93,7 @@ const transactions = new TransactionLayer({
   ...(process.env['BENCH_T1'] ? { config: { t1: Number(process.env['BENCH_T1']) } } : {}),
   onRequest: (req, tx) => up.router!.handle(req, tx as RouterTransaction | undefined),
 });
-const proxy = new ProxyCore({ transactions, sender: transport, resolver: new Resolver(), local: () => local, logger });
-up.router = new Router({
-  auth: { servesDomain: (d) => authenticator.servesDomain(d), authenticate: (r) => authenticator.authenticate(r) },
-  ledger,
-  proxy,
-  registrar: DEFAULT_REGISTRAR,
-  localAddresses: () => [local],
-  logger,
-});
+up.router = privateRouter({ transactions, sender: transport, authenticator, ledger, local, logger });
 
 let clientNs = 0n;
 let seq = 0;

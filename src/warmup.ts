@@ -30,9 +30,9 @@ import { FileLog } from './backends/log/file-log.js';
 import { DigestAuthenticator } from './core/auth/authenticator.js';
 import { Ledger } from './core/log/ledger.js';
 import { MemoryLog } from './core/log/memory-log.js';
-import { ProxyCore } from './core/proxy/proxy-core.js';
+import { ProxyCore, type ProxySender } from './core/proxy/proxy-core.js';
 import { Resolver } from './core/proxy/resolver.js';
-import { Router, type RouterTransaction } from './core/proxy/router.js';
+import { Router, type RouterLedger, type RouterTransaction } from './core/proxy/router.js';
 import { DEFAULT_REGISTRAR } from './core/registrar/registrar.js';
 import { createResponse, parseMessage, serialize, type ParseLimits } from './core/sip/index.js';
 import { TransactionLayer } from './core/transaction/index.js';
@@ -64,6 +64,30 @@ const PHONES = 16;
 /** A phone that got no answer in this long means the warm-up is broken, not slow. */
 const ANSWER_TIMEOUT_MS = 10_000;
 const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
+
+/**
+ * A router with its proxy core over a transaction layer, for a private request path (the warm-up,
+ * and the in-process benchmarks): registrar defaults, one local address, digest authentication only.
+ */
+export function privateRouter(opts: {
+  transactions: TransactionLayer;
+  sender: ProxySender;
+  authenticator: DigestAuthenticator;
+  ledger: RouterLedger;
+  local: { host: string; port: number };
+  logger: Logger;
+}): Router {
+  const { transactions, sender, authenticator, ledger, local, logger } = opts;
+  const proxy = new ProxyCore({ transactions, sender, resolver: new Resolver(), local: () => local, logger });
+  return new Router({
+    auth: { servesDomain: (d) => authenticator.servesDomain(d), authenticate: (r) => authenticator.authenticate(r) },
+    ledger,
+    proxy,
+    registrar: DEFAULT_REGISTRAR,
+    localAddresses: () => [local],
+    logger,
+  });
+}
 
 /** Runs `registrations` simulated registrations, then `calls` calls, through a private request path; see the module comment. */
 export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
@@ -97,15 +121,7 @@ export async function warmUp(opts: WarmUpOptions): Promise<WarmUpResult> {
     });
     closers.unshift(() => transactions.close());
     transports.onMessage((msg) => transactions.receive(msg));
-    const proxy = new ProxyCore({ transactions, sender: transports, resolver: new Resolver(), local: () => local, logger });
-    up.router = new Router({
-      auth: { servesDomain: (d) => authenticator.servesDomain(d), authenticate: (r) => authenticator.authenticate(r) },
-      ledger,
-      proxy,
-      registrar: DEFAULT_REGISTRAR,
-      localAddresses: () => [local],
-      logger,
-    });
+    up.router = privateRouter({ transactions, sender: transports, authenticator, ledger, local, logger });
 
     // The simulated phones share one socket.
     const phones = dgram.createSocket('udp4');

@@ -89,7 +89,7 @@ export interface SipledgerConfig {
   admin: { enabled: boolean; address: string; port: number; token?: Secret };
   logging: { level: string; sipTrace: boolean };
   retryAfter: number;
-  /** Simulated registrations run through a private copy of the request path before the sockets open (src/warmup.ts). */
+  /** Simulated registrations and calls run through a private copy of the request path before the sockets open (src/warmup.ts). */
   warmUp: { registrations: number; calls: number };
   /** Brute-force guard, flood limit and destination filter (docs/security.md). */
   security: SecurityConfig;
